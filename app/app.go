@@ -1,0 +1,141 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/models"
+	"github.com/redis/rueidis"
+	"github.com/uptrace/bun"
+)
+
+// Enqueuer hands deliveries to the job queue. jobs.Queue implements it; app
+// does not import asynq.
+type Enqueuer interface {
+	EnqueueDeliver(ctx context.Context, d *Delivery) error
+}
+
+// App is one Pushdesk process: its connections, its clients of Redis and
+// MySQL, and the services built on them. Safe for concurrent use.
+type App struct {
+	Cfg      Config
+	Redis    rueidis.Client
+	DB       *bun.DB
+	Repo     *models.Repo
+	Auth     *Auth
+	Hub      *hub.Hub
+	IDs      *IDGen
+	Log      *slog.Logger
+	Instance string
+	// Queue must be set before ingest is used.
+	Queue Enqueuer
+
+	shardWriter *Batcher[models.Message]
+	connLog     *Batcher[models.ConnEvent]
+	lastSeen    *Batcher[models.LastSeen]
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New connects to Redis and MySQL and starts the background parts
+// (pub/sub listener, batch writers). The schema must exist (see
+// migrations.Run).
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.fillDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	opt, err := rueidis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL: %w", err)
+	}
+	opt.DisableCache = true
+	opt.ConnWriteTimeout = 5 * time.Second
+	rc, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("connect redis %s: %w", cfg.RedisURL, err)
+	}
+	db, err := models.Open(ctx, cfg.MySQLDSN)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	node, err := rc.Do(ctx, rc.B().Incr().Key(keyNodeCounter).Build()).AsInt64()
+	if err != nil {
+		rc.Close()
+		db.Close()
+		return nil, fmt.Errorf("take id node: %w", err)
+	}
+	instance := cfg.InstanceID
+	if instance == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		instance = hex.EncodeToString(b[:])
+	}
+	a := &App{
+		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db},
+		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(uint64(node)),
+		Log: log.With("instance", instance), Instance: instance,
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 4}, a.Repo.InsertMessages)
+	a.connLog = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "connection log", a.Repo.InsertConnEvents))
+	a.lastSeen = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "last seen", a.Repo.UpsertLastSeen))
+	a.wg.Add(1)
+	go a.listen()
+	return a, nil
+}
+
+// logged wraps a fire-and-forget flush so its failures are logged.
+func logged[T any](a *App, what string, f func(context.Context, []T) error) func(context.Context, []T) error {
+	return func(ctx context.Context, rows []T) error {
+		err := f(ctx, rows)
+		if err != nil {
+			a.Log.Error("async write failed", "what", what, "rows", len(rows), "err", err)
+		}
+		return err
+	}
+}
+
+// Ready reports whether Redis and MySQL answer.
+func (a *App) Ready(ctx context.Context) error {
+	if err := a.Redis.Do(ctx, a.Redis.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	if err := a.DB.PingContext(ctx); err != nil {
+		return fmt.Errorf("mysql: %w", err)
+	}
+	return nil
+}
+
+// Close closes every client connection with code, flushes the batch
+// writers and closes Redis and MySQL. Call it after the listeners and
+// workers have stopped.
+func (a *App) Close() {
+	a.cancel()
+	a.shardWriter.Close()
+	a.connLog.Close()
+	a.lastSeen.Close()
+	a.wg.Wait()
+	a.Redis.Close()
+	a.DB.Close()
+}
+
+// CloseClients asks every connection to go (1012 on WS, event: reconnect on
+// SSE) and returns how many there were.
+func (a *App) CloseClients(code int, reason string) int {
+	n := 0
+	a.Hub.Each(func(c *hub.Client) { c.Close(code, reason); n++ })
+	return n
+}

@@ -1,0 +1,141 @@
+package app
+
+import (
+	"context"
+	"sync"
+)
+
+// BatcherConfig sizes a Batcher.
+type BatcherConfig struct {
+	// MaxBatch caps the items per flush. Zero means 500.
+	MaxBatch int
+	// Flushers is how many flushes may run at once. Zero means 4.
+	Flushers int
+}
+
+// Batcher groups items submitted from many goroutines into batches for one
+// flush function. It does not wait to fill a batch: an idle flusher takes
+// whatever has queued, so a lone item goes out at once and a burst goes out
+// in large batches while earlier flushes run ("smart batching"). Safe for
+// concurrent use.
+type Batcher[T any] struct {
+	cfg   BatcherConfig
+	flush func(context.Context, []T) error
+	in    chan batchReq[T]
+	work  chan []batchReq[T]
+	wg    sync.WaitGroup
+	stop  chan struct{}
+	once  sync.Once
+}
+
+type batchReq[T any] struct {
+	items []T
+	done  chan error // nil for fire-and-forget
+}
+
+// NewBatcher starts a batcher that calls flush.
+func NewBatcher[T any](cfg BatcherConfig, flush func(context.Context, []T) error) *Batcher[T] {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 500
+	}
+	if cfg.Flushers <= 0 {
+		cfg.Flushers = 4
+	}
+	b := &Batcher[T]{cfg: cfg, flush: flush, in: make(chan batchReq[T], cfg.MaxBatch*4), work: make(chan []batchReq[T]), stop: make(chan struct{})}
+	b.wg.Add(1 + cfg.Flushers)
+	go b.collect()
+	for i := 0; i < cfg.Flushers; i++ {
+		go b.flusher()
+	}
+	return b
+}
+
+// Submit queues items and waits until they are flushed (or ctx ends).
+// The items go out in one flush, whatever else joins it.
+func (b *Batcher[T]) Submit(ctx context.Context, items ...T) error {
+	if len(items) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	select {
+	case b.in <- batchReq[T]{items: items, done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Add queues an item without waiting; the flush error, if any, is only
+// visible to flush itself.
+func (b *Batcher[T]) Add(item T) {
+	select {
+	case b.in <- batchReq[T]{items: []T{item}}:
+	case <-b.stop:
+	}
+}
+
+// Close flushes what is queued and stops.
+func (b *Batcher[T]) Close() {
+	b.once.Do(func() { close(b.stop) })
+	b.wg.Wait()
+}
+
+func (b *Batcher[T]) collect() {
+	defer b.wg.Done()
+	defer close(b.work)
+	var batch []batchReq[T]
+	size := 0
+	for {
+		var out chan []batchReq[T]
+		if len(batch) > 0 {
+			out = b.work
+		}
+		select {
+		case r := <-b.in:
+			batch = append(batch, r)
+			if size += len(r.items); size >= b.cfg.MaxBatch {
+				b.work <- batch
+				batch, size = nil, 0
+			}
+		case out <- batch:
+			batch, size = nil, 0
+		case <-b.stop:
+			for { // drain what is already queued
+				select {
+				case r := <-b.in:
+					batch = append(batch, r)
+					if size += len(r.items); size >= b.cfg.MaxBatch {
+						b.work <- batch
+						batch, size = nil, 0
+					}
+				default:
+					if len(batch) > 0 {
+						b.work <- batch
+					}
+					return
+				}
+			}
+		}
+	}
+}
+
+func (b *Batcher[T]) flusher() {
+	defer b.wg.Done()
+	for batch := range b.work {
+		var items []T
+		for _, r := range batch {
+			items = append(items, r.items...)
+		}
+		err := b.flush(context.Background(), items)
+		for _, r := range batch {
+			if r.done != nil {
+				r.done <- err
+			}
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package app
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Config is the whole process configuration. It is read once from the
+// environment by ConfigFromEnv; every field documents its default.
+type Config struct {
+	// Addr is the public listener (WS, SSE, user API, console). Default ":8080".
+	Addr string
+	// InternalAddr, if set, serves /internal/* only there. Default unset.
+	InternalAddr string
+	// RedisURL is the Redis address. Default "redis://127.0.0.1:6379/0".
+	RedisURL string
+	// MySQLDSN is the MySQL/MariaDB DSN in go-sql-driver form.
+	// Default "root@tcp(127.0.0.1:3306)/pushdesk".
+	MySQLDSN string
+	// JWTSecret is the HS256 secret for user and agent tokens. Required.
+	JWTSecret string
+	// IngestKey is the bearer key for /internal/*. Required.
+	IngestKey string
+	// TLSCert and TLSKey, when both set, make the public listener serve TLS.
+	TLSCert, TLSKey string
+
+	// Heartbeat is the server ping interval; a peer silent for 2.5 times
+	// this is dropped. Zero means 25s. Env PUSHDESK_HEARTBEAT (Go duration).
+	Heartbeat time.Duration
+	// WorkerConcurrency is the number of asynq delivery goroutines.
+	// Zero means 256. Env PUSHDESK_WORKER_CONCURRENCY.
+	WorkerConcurrency int
+	// QueuePoll is how often an idle asynq worker polls its queues.
+	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
+	QueuePoll time.Duration
+	// RunWorkers runs the asynq workers inside serve. Default true;
+	// env PUSHDESK_WORKERS=0 turns them off (a web-only process).
+	RunWorkers bool
+	// InstanceID names this process in the registry. Zero value means a
+	// random id. Env PUSHDESK_INSTANCE_ID.
+	InstanceID string
+	// AdminUser and AdminPassword protect /admin/queues/. Default user
+	// "admin"; the password defaults to the ingest key.
+	AdminUser, AdminPassword string
+}
+
+// ConfigFromEnv reads the configuration from the environment and checks
+// that required values are present.
+func ConfigFromEnv() (Config, error) {
+	c := Config{
+		Addr:          env("PUSHDESK_ADDR", ":8080"),
+		InternalAddr:  os.Getenv("PUSHDESK_INTERNAL_ADDR"),
+		RedisURL:      env("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		MySQLDSN:      env("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"),
+		JWTSecret:     os.Getenv("PUSHDESK_JWT_SECRET"),
+		IngestKey:     os.Getenv("PUSHDESK_INGEST_KEY"),
+		TLSCert:       os.Getenv("PUSHDESK_TLS_CERT"),
+		TLSKey:        os.Getenv("PUSHDESK_TLS_KEY"),
+		InstanceID:    os.Getenv("PUSHDESK_INSTANCE_ID"),
+		AdminUser:     env("PUSHDESK_ADMIN_USER", "admin"),
+		AdminPassword: os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
+		RunWorkers:    os.Getenv("PUSHDESK_WORKERS") != "0",
+	}
+	var err error
+	if c.Heartbeat, err = envDuration("PUSHDESK_HEARTBEAT"); err != nil {
+		return c, err
+	}
+	if c.QueuePoll, err = envDuration("PUSHDESK_QUEUE_POLL"); err != nil {
+		return c, err
+	}
+	if v := os.Getenv("PUSHDESK_WORKER_CONCURRENCY"); v != "" {
+		if c.WorkerConcurrency, err = strconv.Atoi(v); err != nil || c.WorkerConcurrency < 1 {
+			return c, fmt.Errorf("PUSHDESK_WORKER_CONCURRENCY=%q: want a positive integer", v)
+		}
+	}
+	return c, nil
+}
+
+// Validate reports a missing or inconsistent setting that serve needs.
+func (c Config) Validate() error {
+	if c.JWTSecret == "" {
+		return fmt.Errorf("PUSHDESK_JWT_SECRET is required")
+	}
+	if c.IngestKey == "" {
+		return fmt.Errorf("PUSHDESK_INGEST_KEY is required")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("PUSHDESK_TLS_CERT and PUSHDESK_TLS_KEY must be set together")
+	}
+	return nil
+}
+
+func (c *Config) fillDefaults() {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 25 * time.Second
+	}
+	if c.WorkerConcurrency <= 0 {
+		c.WorkerConcurrency = 256
+	}
+	if c.QueuePoll <= 0 {
+		c.QueuePoll = 2 * time.Millisecond
+	}
+	if c.AdminUser == "" {
+		c.AdminUser = "admin"
+	}
+	if c.AdminPassword == "" {
+		c.AdminPassword = c.IngestKey
+	}
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string) (time.Duration, error) {
+	v := os.Getenv(key)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive Go duration such as 25s", key, v)
+	}
+	return d, nil
+}

@@ -1,0 +1,73 @@
+package app
+
+import (
+	"encoding/json"
+
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/models"
+)
+
+// Unread is a user's unread snapshot. Unacked (an extension) counts unread
+// messages no client has acknowledged yet: ack lowers it, read lowers both.
+type Unread struct {
+	Total   int64            `json:"total"`
+	ByKind  map[string]int64 `json:"by_kind"`
+	Unacked int64            `json:"unacked"`
+}
+
+type helloFrame struct {
+	Type       string `json:"type"`
+	UID        string `json:"uid"`
+	ConnID     string `json:"conn_id"`
+	HeartbeatS int    `json:"heartbeat_s"`
+	Unread     Unread `json:"unread"`
+}
+
+type msgFrame struct {
+	Type      string          `json:"type"`
+	ID        string          `json:"id"`
+	Kind      string          `json:"kind"`
+	Body      json.RawMessage `json:"body"`
+	TS        int64           `json:"ts"`
+	Replay    bool            `json:"replay"`
+	Count     uint32          `json:"count"`
+	Broadcast bool            `json:"broadcast,omitempty"`
+}
+
+type unreadFrame struct {
+	Type string `json:"type"`
+	Unread
+}
+
+type errorFrame struct {
+	Type string `json:"type"`
+	Code int    `json:"code"`
+	Msg  string `json:"msg"`
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own structs go through here
+		panic(err)
+	}
+	return b
+}
+
+func messageFrame(m *models.Message, replay bool) hub.Frame {
+	id := FormatID(m.ID)
+	return hub.Frame{Type: "msg", ID: id, Data: mustJSON(msgFrame{
+		Type: "msg", ID: id, Kind: m.Kind, Body: json.RawMessage(m.Body),
+		TS: m.UpdatedAt.UnixMilli(), Replay: replay, Count: max(m.Count, 1),
+	})}
+}
+
+func unreadFrameOf(u Unread) hub.Frame {
+	return hub.Frame{Type: "unread", Data: mustJSON(unreadFrame{Type: "unread", Unread: u})}
+}
+
+// ErrorFrame builds the contract's {"type":"error"} frame.
+func ErrorFrame(code int, msg string) hub.Frame {
+	return hub.Frame{Type: "error", Data: mustJSON(errorFrame{Type: "error", Code: code, Msg: msg})}
+}
+
+var pongFrame = hub.Frame{Type: "pong", Data: []byte(`{"type":"pong"}`)}

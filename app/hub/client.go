@@ -1,0 +1,189 @@
+package hub
+
+import (
+	"sync"
+	"time"
+)
+
+// Frame is one server → client object. Data is the whole JSON object; Type
+// and ID are repeated outside it for transports that need them (SSE's
+// "event:" and "id:" lines, replay dedupe).
+type Frame struct {
+	Type string
+	ID   string
+	Data []byte
+}
+
+// Close codes the hub uses (WebSocket numbering; SSE maps them to events).
+const (
+	CloseNormal     = 1000
+	CloseGoingAway  = 1001
+	CloseTooBig     = 1009
+	CloseRestart    = 1012
+	CloseTryLater   = 1013
+	ClosePolicy     = 1008
+	maxQueuedFrames = 4096
+)
+
+// Writer is a transport's output side. Write and Ping are only ever called
+// from the client's write loop, never concurrently.
+type Writer interface {
+	// Write sends frames in order and flushes them.
+	Write(frames []Frame) error
+	// Ping sends a keep-alive (a WebSocket ping, an SSE comment).
+	Ping() error
+	// Close tells the peer why the connection ends and closes it.
+	Close(code int, reason string)
+}
+
+// Client is one live connection. Send may be called from any goroutine;
+// the transport's write loop (Run) is the only writer.
+type Client struct {
+	UID       uint64
+	ConnID    string
+	Role      string
+	Transport string // "ws" or "sse"
+
+	mu        sync.Mutex
+	queue     []Frame
+	pending   []Frame // live frames held back while the unread replay runs
+	replaying bool
+	closed    bool
+	code      int
+	reason    string
+	notify    chan struct{}
+	done      chan struct{}
+}
+
+// NewClient returns a client in replay mode: frames sent with Send are held
+// until EndReplay, so the replay and live stream do not interleave.
+func NewClient(uid uint64, connID, role, transport string) *Client {
+	return &Client{
+		UID: uid, ConnID: connID, Role: role, Transport: transport,
+		replaying: true,
+		notify:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+	}
+}
+
+// Send queues live frames. It reports false when the client is closed. A
+// client whose queue overflows (a peer that stopped reading) is closed with
+// 1013 so it reconnects and resyncs instead of holding memory.
+func (c *Client) Send(frames ...Frame) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if c.replaying {
+		c.pending = append(c.pending, frames...)
+		c.mu.Unlock()
+		return true
+	}
+	return c.enqueueLocked(frames)
+}
+
+// SendDirect queues frames ahead of held live frames (hello, replay).
+func (c *Client) SendDirect(frames ...Frame) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	return c.enqueueLocked(frames)
+}
+
+// enqueueLocked appends frames and wakes the writer; it unlocks c.mu.
+func (c *Client) enqueueLocked(frames []Frame) bool {
+	if len(c.queue)+len(frames) > maxQueuedFrames {
+		c.mu.Unlock()
+		c.Close(CloseTryLater, "slow consumer")
+		return false
+	}
+	c.queue = append(c.queue, frames...)
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// EndReplay releases the live frames held during replay, dropping message
+// frames whose id the replay already carried.
+func (c *Client) EndReplay(replayed map[string]struct{}) {
+	c.mu.Lock()
+	c.replaying = false
+	held := c.pending
+	c.pending = nil
+	if c.closed || len(held) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	keep := held[:0]
+	for _, f := range held {
+		if f.ID != "" {
+			if _, dup := replayed[f.ID]; dup {
+				continue
+			}
+		}
+		keep = append(keep, f)
+	}
+	c.enqueueLocked(keep)
+}
+
+// Close ends the client with a close code; the write loop tells the peer.
+// Safe to call more than once; the first code wins.
+func (c *Client) Close(code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.code, c.reason = code, reason
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// Done is closed when the client is closed.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Run is the write loop: it drains the queue into w and pings every
+// heartbeat until the client is closed or a write fails. It returns the
+// write error, if any. It must run on exactly one goroutine.
+func (c *Client) Run(w Writer, heartbeat time.Duration) error {
+	ping := time.NewTicker(heartbeat)
+	defer ping.Stop()
+	var batch []Frame
+	for {
+		select {
+		case <-c.notify:
+			c.mu.Lock()
+			batch, c.queue = c.queue, batch[:0]
+			c.mu.Unlock()
+			if len(batch) > 0 {
+				if err := w.Write(batch); err != nil {
+					c.Close(CloseGoingAway, "write failed")
+					return err
+				}
+				clear(batch) // let the frames' bytes go
+			}
+		case <-ping.C:
+			if err := w.Ping(); err != nil {
+				c.Close(CloseGoingAway, "ping failed")
+				return err
+			}
+		case <-c.done:
+			c.mu.Lock()
+			code, reason, rest := c.code, c.reason, c.queue
+			c.queue = nil
+			c.mu.Unlock()
+			if len(rest) > 0 && code != CloseTryLater {
+				_ = w.Write(rest) // best effort: what was queued before the close
+			}
+			w.Close(code, reason)
+			return nil
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/redis/rueidis"
+)
+
+// Routing: each user has a hash pd:uconn:{uid} of instance → connections
+// there. A push reads it and publishes once per instance the user is on
+// (the local instance is served in-process), so a message costs Redis work
+// in proportion to the user's instances, not to the cluster.
+
+// unregisterScript decrements the user's count on an instance and removes
+// the field (and the hash) when nothing is left.
+var unregisterScript = rueidis.NewLuaScript(`
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return n`)
+
+func (a *App) registerConn(ctx context.Context, c *hub.Client) error {
+	return a.Redis.Do(ctx, a.Redis.B().Hincrby().Key(keyUserConns(c.UID)).Field(a.Instance).Increment(1).Build()).Error()
+}
+
+func (a *App) unregisterConn(ctx context.Context, c *hub.Client) error {
+	return unregisterScript.Exec(ctx, a.Redis, []string{keyUserConns(c.UID)}, []string{a.Instance}).Error()
+}
+
+// pushToUser sends frames to every connection of uid on any instance.
+func (a *App) pushToUser(ctx context.Context, uid uint64, frames ...hub.Frame) error {
+	inst, err := a.Redis.Do(ctx, a.Redis.B().Hgetall().Key(keyUserConns(uid)).Build()).AsIntMap()
+	if err != nil {
+		return fmt.Errorf("route to %d: %w", uid, err)
+	}
+	return a.route(ctx, uid, inst, frames)
+}
+
+// route delivers frames to uid on the instances listed in inst.
+func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, frames []hub.Frame) error {
+	var payload []byte
+	for id, n := range inst {
+		if n <= 0 {
+			continue
+		}
+		if id == a.Instance {
+			a.Hub.Deliver(uid, frames...)
+			continue
+		}
+		if payload == nil {
+			payload = encodeEnvelope(uid, frames)
+		}
+		if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(id)).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
+			return fmt.Errorf("publish to instance %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// encodeEnvelope packs frames for one user: "uid\n" then per frame
+// "type\tid\tjson\n". Frame JSON is compact, so it holds no raw newline.
+func encodeEnvelope(uid uint64, frames []hub.Frame) []byte {
+	n := 24
+	for _, f := range frames {
+		n += len(f.Type) + len(f.ID) + len(f.Data) + 3
+	}
+	b := make([]byte, 0, n)
+	b = strconv.AppendUint(b, uid, 10)
+	b = append(b, '\n')
+	for _, f := range frames {
+		b = append(b, f.Type...)
+		b = append(b, '\t')
+		b = append(b, f.ID...)
+		b = append(b, '\t')
+		b = append(b, f.Data...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+func decodeEnvelope(b []byte) (uint64, []hub.Frame, error) {
+	line, rest, ok := bytes.Cut(b, []byte{'\n'})
+	if !ok {
+		return 0, nil, fmt.Errorf("envelope without uid line")
+	}
+	uid, err := strconv.ParseUint(string(line), 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("envelope uid %q: %w", line, err)
+	}
+	var frames []hub.Frame
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
+		typ, tail, ok1 := bytes.Cut(line, []byte{'\t'})
+		id, data, ok2 := bytes.Cut(tail, []byte{'\t'})
+		if !ok1 || !ok2 {
+			return 0, nil, fmt.Errorf("malformed envelope frame")
+		}
+		frames = append(frames, hub.Frame{Type: string(typ), ID: string(id), Data: data})
+	}
+	return uid, frames, nil
+}
+
+// listen receives this instance's channel until Close, resubscribing after
+// a Redis failure. Pub/sub is at-most-once: what is lost while it is down
+// reaches the user from MySQL on the next sync or reconnect.
+func (a *App) listen() {
+	defer a.wg.Done()
+	ch := keyInstanceChannel(a.Instance)
+	for a.ctx.Err() == nil {
+		err := a.Redis.Receive(a.ctx, a.Redis.B().Subscribe().Channel(ch).Build(), func(m rueidis.PubSubMessage) {
+			uid, frames, err := decodeEnvelope([]byte(m.Message))
+			if err != nil {
+				a.Log.Warn("drop malformed envelope", "err", err)
+				return
+			}
+			a.Hub.Deliver(uid, frames...) // only queues: never blocks the pipeline
+		})
+		if a.ctx.Err() != nil {
+			return
+		}
+		a.Log.Warn("pub/sub interrupted, resubscribing", "err", err)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-a.ctx.Done():
+		}
+	}
+}

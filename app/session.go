@@ -1,0 +1,298 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/models"
+)
+
+// ReplayLimit is how many unread messages a (re)connect replays, newest.
+const ReplayLimit = 100
+
+// MaxFrameBytes is the largest client frame; bigger ones close with 1009.
+const MaxFrameBytes = 64 << 10
+
+// ConnectOptions describe a new connection.
+type ConnectOptions struct {
+	Transport  string // "ws" or "sse"
+	RemoteAddr string
+	// LastEventID, when non-zero (SSE resume), replays the messages after
+	// it instead of the newest unread ones.
+	LastEventID uint64
+}
+
+func newConnID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Connect registers a connection for id, queues hello and the replay, and
+// then lets live messages through. Live messages that arrive during the
+// replay are held and deduplicated against it, so nothing is lost between
+// the replay query and the live stream.
+func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hub.Client, error) {
+	c := hub.NewClient(id.UID, newConnID(), string(id.Role), opt.Transport)
+	a.Hub.Add(c)
+	if err := a.registerConn(ctx, c); err != nil {
+		a.Hub.Remove(c)
+		return nil, fmt.Errorf("register connection: %w", err)
+	}
+	fail := func(err error) (*hub.Client, error) {
+		a.Disconnect(c, opt.RemoteAddr)
+		return nil, err
+	}
+	u, err := a.Unread(ctx, id.UID)
+	if err != nil {
+		return fail(err)
+	}
+	c.SendDirect(hub.Frame{Type: "hello", Data: mustJSON(helloFrame{
+		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
+	})})
+	replayed, err := a.replay(ctx, c, opt.LastEventID)
+	if err != nil {
+		return fail(err)
+	}
+	c.EndReplay(replayed)
+	a.connLog.Add(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
+		Role: string(id.Role), Event: "connect", RemoteAddr: opt.RemoteAddr, At: time.Now().UTC()})
+	a.lastSeen.Add(models.LastSeen{UID: id.UID, LastSeen: time.Now().UTC()})
+	return c, nil
+}
+
+// replay queues stored messages on c: after lastEventID when given,
+// otherwise the newest ReplayLimit unread, oldest first.
+func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (map[string]struct{}, error) {
+	var rows []models.Message
+	var err error
+	if lastEventID > 0 {
+		after := lastEventID
+		if key, kerr := a.Repo.SortKeyOf(ctx, c.UID, lastEventID); kerr == nil {
+			after = key
+		}
+		rows, err = a.Repo.ListAfter(ctx, c.UID, after, ReplayLimit)
+	} else {
+		rows, err = a.Repo.ListMessages(ctx, models.ListQuery{UID: c.UID, UnreadOnly: true, Limit: ReplayLimit})
+		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 { // newest-first → oldest-first
+			rows[i], rows[j] = rows[j], rows[i]
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids := make(map[string]struct{}, len(rows))
+	frames := make([]hub.Frame, len(rows))
+	for i := range rows {
+		frames[i] = messageFrame(&rows[i], true)
+		ids[frames[i].ID] = struct{}{}
+	}
+	c.SendDirect(frames...)
+	return ids, nil
+}
+
+// Disconnect unregisters c everywhere. Safe to call more than once.
+func (a *App) Disconnect(c *hub.Client, remote string) {
+	if _, removed := a.Hub.Remove(c); !removed {
+		return
+	}
+	c.Close(hub.CloseNormal, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := a.unregisterConn(ctx, c); err != nil {
+		a.Log.Warn("unregister connection", "uid", c.UID, "conn", c.ConnID, "err", err)
+	}
+	now := time.Now().UTC()
+	a.connLog.Add(models.ConnEvent{UID: c.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: c.Transport,
+		Role: c.Role, Event: "disconnect", RemoteAddr: remote, At: now})
+	a.lastSeen.Add(models.LastSeen{UID: c.UID, LastSeen: now})
+}
+
+type clientFrame struct {
+	Type string            `json:"type"`
+	IDs  []json.RawMessage `json:"ids"`
+	All  bool              `json:"all"`
+}
+
+// HandleFrame acts on one client frame. Problems with the frame are
+// answered with an error frame on c; the connection stays.
+func (a *App) HandleFrame(ctx context.Context, c *hub.Client, data []byte) {
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		c.SendDirect(ErrorFrame(400, "frame is not a JSON object"))
+		return
+	}
+	var err error
+	switch f.Type {
+	case "ping":
+		c.SendDirect(pongFrame)
+	case "ack":
+		var ids []uint64
+		if ids, err = parseIDs(f.IDs); err == nil {
+			_, err = a.Ack(ctx, c.UID, ids)
+		}
+	case "read":
+		var ids []uint64
+		if !f.All {
+			ids, err = parseIDs(f.IDs)
+		}
+		if err == nil {
+			_, err = a.Read(ctx, c.UID, ids, f.All)
+		}
+	case "sync":
+		var u Unread
+		if u, err = a.Unread(ctx, c.UID); err == nil {
+			c.SendDirect(unreadFrameOf(u))
+			_, err = a.replay(ctx, c, 0)
+		}
+	case "":
+		err = Invalid("frame has no type")
+	default:
+		err = Invalid("unknown frame type %q", f.Type)
+	}
+	if err != nil {
+		if e, ok := AsError(err); ok {
+			c.SendDirect(ErrorFrame(e.Status, e.Message))
+			return
+		}
+		a.Log.Error("client frame failed", "type", f.Type, "uid", c.UID, "err", err)
+		c.SendDirect(ErrorFrame(503, "temporarily unavailable, try again"))
+	}
+}
+
+// parseIDs reads message ids given as strings (or, leniently, numbers).
+func parseIDs(raw []json.RawMessage) ([]uint64, error) {
+	if len(raw) == 0 {
+		return nil, Invalid("ids must be a non-empty array of message ids")
+	}
+	if len(raw) > MaxRecipients {
+		return nil, Invalid("at most %d ids at once", MaxRecipients)
+	}
+	ids := make([]uint64, len(raw))
+	for i, r := range raw {
+		s := string(r)
+		if len(r) > 0 && r[0] == '"' {
+			if json.Unmarshal(r, &s) != nil {
+				return nil, Invalid("ids[%d] is not a message id", i)
+			}
+		}
+		id, ok := ParseID(s)
+		if !ok {
+			return nil, Invalid("ids[%d] is not a message id", i)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// ParseIDList is parseIDs for callers outside the package.
+func ParseIDList(raw []json.RawMessage) ([]uint64, error) { return parseIDs(raw) }
+
+// Read marks ids (or all) of uid read and pushes the new counts to every
+// connection of uid. It returns how many messages changed.
+func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int64, error) {
+	var (
+		n   int64
+		u   Unread
+		err error
+	)
+	if all {
+		if n, err = a.Repo.MarkAllRead(ctx, uid); err != nil {
+			return 0, err
+		}
+		// Rebuild rather than zero: a message stored meanwhile stays counted.
+		if err = a.resetUnread(ctx, uid); err != nil {
+			return n, err
+		}
+		u, err = a.Unread(ctx, uid)
+	} else {
+		var res models.ReadResult
+		if res, err = a.Repo.MarkRead(ctx, uid, ids); err != nil {
+			return 0, err
+		}
+		n = res.Updated
+		u, err = a.adjustUnread(ctx, uid, res.ByKind, res.Unacked)
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, a.pushToUser(ctx, uid, unreadFrameOf(u))
+}
+
+// Ack records that uid's client received ids and pushes the new counts.
+func (a *App) Ack(ctx context.Context, uid uint64, ids []uint64) (int64, error) {
+	n, err := a.Repo.MarkAcked(ctx, uid, ids)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	u, err := a.adjustUnread(ctx, uid, nil, n)
+	if err != nil {
+		return n, err
+	}
+	return n, a.pushToUser(ctx, uid, unreadFrameOf(u))
+}
+
+// MessagePage is a page of GET /api/v1/me/messages.
+type MessagePage struct {
+	Messages []json.RawMessage `json:"messages"`
+	Next     *string           `json:"next"`
+}
+
+// ListMessages returns uid's messages newest first, before the message
+// `before` when given.
+func (a *App) ListMessages(ctx context.Context, uid uint64, unreadOnly bool, before string, limit int) (*MessagePage, error) {
+	q := models.ListQuery{UID: uid, UnreadOnly: unreadOnly, Limit: limit + 1}
+	if before != "" {
+		id, ok := ParseID(before)
+		if !ok {
+			return nil, Invalid("before must be a message id")
+		}
+		key, err := a.Repo.SortKeyOf(ctx, uid, id)
+		if errors.Is(err, models.ErrNoMessage) {
+			return nil, Invalid("before names no message of yours")
+		}
+		if err != nil {
+			return nil, err
+		}
+		q.BeforeSortKey = key
+	}
+	rows, err := a.Repo.ListMessages(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	page := &MessagePage{Messages: make([]json.RawMessage, 0, len(rows))}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next := FormatID(rows[limit-1].ID)
+		page.Next = &next
+	}
+	for i := range rows {
+		page.Messages = append(page.Messages, storedMessageJSON(&rows[i]))
+	}
+	return page, nil
+}
+
+type storedMessage struct {
+	ID        string          `json:"id"`
+	Kind      string          `json:"kind"`
+	Body      json.RawMessage `json:"body"`
+	TS        int64           `json:"ts"`
+	Count     uint32          `json:"count"`
+	Read      bool            `json:"read"`
+	Acked     bool            `json:"acked"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+func storedMessageJSON(m *models.Message) json.RawMessage {
+	return mustJSON(storedMessage{ID: FormatID(m.ID), Kind: m.Kind, Body: json.RawMessage(m.Body), TS: m.UpdatedAt.UnixMilli(),
+		Count: max(m.Count, 1), Read: m.IsRead, Acked: m.IsSent, CreatedAt: m.CreatedAt})
+}

@@ -1,0 +1,128 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+// unreadTTL bounds how long a counter hash lives without a rebuild, so any
+// drift between cache and shard heals by itself.
+const unreadTTL = 24 * 3600
+
+// The unread hash is a cache of the shard: it is only changed while it
+// exists (a missing hash is rebuilt from MySQL, which already has the row).
+
+// deliverScript counts a new message when the hash exists (ARGV[2]=="1")
+// and returns {unread hash or {}, the user's instance → connections hash},
+// so one round trip serves both the count and the routing.
+var deliverScript = rueidis.NewLuaScript(`
+local out = {{}, {}}
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[2] == '1' then
+    redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+    redis.call('HINCRBY', KEYS[1], '` + fieldUnacked + `', 1)
+  end
+  out[1] = redis.call('HGETALL', KEYS[1])
+end
+out[2] = redis.call('HGETALL', KEYS[2])
+return out`)
+
+// adjustScript adds the ARGV pairs (field, delta) to an existing hash and
+// returns it, or returns {} when the hash is missing.
+var adjustScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i+1]) end
+return redis.call('HGETALL', KEYS[1])`)
+
+// fillScript stores a rebuilt hash unless one appeared meanwhile, and
+// returns whichever is there.
+var fillScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  redis.call('EXPIRE', KEYS[1], ` + strconv.Itoa(unreadTTL) + `)
+end
+return redis.call('HGETALL', KEYS[1])`)
+
+// unreadFromHash turns the counter hash into a snapshot.
+func unreadFromHash(h map[string]int64) Unread {
+	u := Unread{ByKind: make(map[string]int64, len(h))}
+	for k, v := range h {
+		switch {
+		case k == fieldUnacked:
+			u.Unacked = max(v, 0)
+		case strings.HasPrefix(k, "~"):
+		case v > 0:
+			u.ByKind[k] = v
+			u.Total += v
+		}
+	}
+	return u
+}
+
+// Unread returns uid's unread snapshot, rebuilding the cache from the
+// shard when it is missing.
+func (a *App) Unread(ctx context.Context, uid uint64) (Unread, error) {
+	h, err := a.Redis.Do(ctx, a.Redis.B().Hgetall().Key(keyUnread(uid)).Build()).AsIntMap()
+	if err != nil {
+		return Unread{}, fmt.Errorf("read unread of %d: %w", uid, err)
+	}
+	if _, ok := h[fieldExists]; ok {
+		return unreadFromHash(h), nil
+	}
+	return a.rebuildUnread(ctx, uid)
+}
+
+func (a *App) rebuildUnread(ctx context.Context, uid uint64) (Unread, error) {
+	byKind, unacked, err := a.Repo.UnreadCounts(ctx, uid)
+	if err != nil {
+		return Unread{}, err
+	}
+	args := []string{fieldExists, "1", fieldUnacked, strconv.FormatInt(unacked, 10)}
+	for k, n := range byKind {
+		args = append(args, k, strconv.FormatInt(n, 10))
+	}
+	h, err := fillScript.Exec(ctx, a.Redis, []string{keyUnread(uid)}, args).AsIntMap()
+	if err != nil {
+		return Unread{}, fmt.Errorf("store unread of %d: %w", uid, err)
+	}
+	return unreadFromHash(h), nil
+}
+
+// adjustUnread applies deltas to uid's counters and returns the snapshot
+// afterwards (rebuilt if the cache was missing).
+func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]int64, unacked int64) (Unread, error) {
+	args := make([]string, 0, 2*len(byKind)+2)
+	for k, n := range byKind {
+		args = append(args, k, strconv.FormatInt(-n, 10))
+	}
+	if unacked != 0 {
+		args = append(args, fieldUnacked, strconv.FormatInt(-unacked, 10))
+	}
+	if len(args) == 0 {
+		return a.Unread(ctx, uid)
+	}
+	h, err := adjustScript.Exec(ctx, a.Redis, []string{keyUnread(uid)}, args).AsIntMap()
+	if err != nil {
+		return Unread{}, fmt.Errorf("adjust unread of %d: %w", uid, err)
+	}
+	if len(h) == 0 {
+		return a.rebuildUnread(ctx, uid)
+	}
+	return unreadFromHash(h), nil
+}
+
+// resetUnread drops uid's cache so the next read rebuilds it from MySQL.
+func (a *App) resetUnread(ctx context.Context, uids ...uint64) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	keys := make([]string, len(uids))
+	for i, u := range uids {
+		keys[i] = keyUnread(u)
+	}
+	return a.Redis.Do(ctx, a.Redis.B().Del().Key(keys...).Build()).Error()
+}

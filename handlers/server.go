@@ -1,0 +1,171 @@
+package handlers
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/hibiken/asynq"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/jobs"
+	"github.com/pushdesk/pushdesk/web"
+)
+
+// Server is one running Pushdesk process: the public (and optional
+// internal) listener, the asynq worker, and app. Build it with NewServer,
+// start it with Start, stop it with Shutdown.
+type Server struct {
+	App *app.App
+
+	public, internal *fiber.App
+	publicLn         net.Listener
+	internalLn       net.Listener
+	queue            *asynq.Client
+	worker           *asynq.Server
+	draining         atomic.Bool
+}
+
+// NewServer wires routes, the queue client and (unless disabled) the
+// worker around a.
+func NewServer(a *app.App) (*Server, error) {
+	redisOpt, err := asynq.ParseRedisURI(a.Cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err)
+	}
+	s := &Server{App: a, queue: asynq.NewClient(redisOpt)}
+	a.Queue = jobs.Queue{Client: s.queue}
+	if a.Cfg.RunWorkers {
+		s.worker = jobs.NewServer(redisOpt, a.Cfg, a.Log)
+	}
+	s.public = newFiber(a)
+	if a.Cfg.InternalAddr != "" {
+		s.internal = newFiber(a)
+		s.routeInternal(s.internal)
+	} else {
+		s.routeInternal(s.public)
+	}
+	s.routePublic(s.public)
+	return s, nil
+}
+
+func newFiber(a *app.App) *fiber.App {
+	return fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(a.Log.Error),
+		BodyLimit:             2 << 20,
+		ReadBufferSize:        16 << 10, // tokens in the query string can be long
+		IdleTimeout:           75 * time.Second,
+		Network:               fiber.NetworkTCP,
+		// No WriteTimeout: it would cut SSE streams (see PITFALLS).
+	})
+}
+
+func (s *Server) routeInternal(f *fiber.App) {
+	a := s.App
+	in := f.Group("/internal/v1", ingestAuth(a.Cfg.IngestKey))
+	in.Post("/messages", postMessages(a))
+}
+
+func (s *Server) routePublic(f *fiber.App) {
+	a := s.App
+	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	f.Get("/readyz", func(c *fiber.Ctx) error {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+		defer cancel()
+		if s.draining.Load() {
+			return app.Errorf(503, "draining", "shutting down")
+		}
+		if err := a.Ready(ctx); err != nil {
+			return app.Errorf(503, "unavailable", "%v", err)
+		}
+		return c.JSON(fiber.Map{"status": "ready"})
+	})
+	me := f.Group("/api/v1/me", userAuth(a))
+	me.Get("/unread", getUnread(a))
+	me.Get("/messages", getMessages(a))
+	me.Post("/read", postRead(a))
+	me.Post("/ack", postAck(a))
+	f.Get("/ws", userAuth(a), wsUpgrade(s), wsHandler(s))
+	f.Get("/sse", userAuth(a), sseHandler(s))
+	web.Mount(f)
+	f.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
+}
+
+// Start binds the listeners, starts serving and starts the worker.
+func (s *Server) Start() error {
+	cfg := s.App.Cfg
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	s.publicLn = ln
+	if s.internal != nil {
+		if s.internalLn, err = net.Listen("tcp", cfg.InternalAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s: %w", cfg.InternalAddr, err)
+		}
+		go s.serve(s.internal, s.internalLn)
+	}
+	go s.serve(s.public, s.publicLn)
+	if s.worker != nil {
+		if err := s.worker.Start(jobs.NewMux(s.App)); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) serve(f *fiber.App, ln net.Listener) {
+	if err := f.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.App.Log.Error("listener stopped", "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+// Addr is the public listener's address (useful with port 0).
+func (s *Server) Addr() string { return s.publicLn.Addr().String() }
+
+// InternalAddr is the internal listener's address, or Addr without one.
+func (s *Server) InternalAddr() string {
+	if s.internalLn != nil {
+		return s.internalLn.Addr().String()
+	}
+	return s.Addr()
+}
+
+// Shutdown stops in the order that loses nothing: refuse new connections,
+// tell connected clients to reconnect elsewhere (1012 / event: reconnect),
+// stop the listeners, let the worker finish its in-flight tasks, then
+// flush the batch writers and close Redis and MySQL.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.draining.Store(true)
+	n := s.App.CloseClients(hub.CloseRestart, "server restart")
+	s.App.Log.Info("draining", "clients", n)
+	deadline, ok := ctx.Deadline()
+	timeout := 10 * time.Second
+	if ok {
+		timeout = time.Until(deadline)
+	}
+	_ = s.public.ShutdownWithTimeout(timeout)
+	if s.internal != nil {
+		_ = s.internal.ShutdownWithTimeout(timeout)
+	}
+	if s.worker != nil {
+		s.worker.Shutdown()
+	}
+	_ = s.queue.Close()
+	s.App.Close()
+}

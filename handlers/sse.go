@@ -1,0 +1,82 @@
+package handlers
+
+import (
+	"bufio"
+	"context"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/hub"
+)
+
+// sseHeartbeat is the comment interval; the contract asks for at most 25 s.
+const sseHeartbeat = 20 * time.Second
+
+// sseWriter is the SSE side of hub.Writer.
+type sseWriter struct{ w *bufio.Writer }
+
+func (s sseWriter) Write(frames []hub.Frame) error {
+	for _, f := range frames {
+		s.w.WriteString("event: ")
+		s.w.WriteString(f.Type)
+		if f.ID != "" {
+			s.w.WriteString("\nid: ")
+			s.w.WriteString(f.ID)
+		}
+		s.w.WriteString("\ndata: ")
+		s.w.Write(f.Data)
+		s.w.WriteString("\n\n")
+	}
+	return s.w.Flush()
+}
+
+func (s sseWriter) Ping() error {
+	s.w.WriteString(": ping\n\n")
+	return s.w.Flush()
+}
+
+func (s sseWriter) Close(code int, reason string) {
+	if code == hub.CloseRestart || code == hub.CloseGoingAway || code == hub.CloseTryLater {
+		s.w.WriteString("event: reconnect\ndata: {\"reason\":\"" + reason + "\"}\n\n")
+		_ = s.w.Flush()
+	}
+}
+
+// sseHandler is GET /sse: hello, replay (or resume after Last-Event-ID),
+// then live events and comment heartbeats until the client goes.
+func sseHandler(s *Server) fiber.Handler {
+	a := s.App
+	return func(c *fiber.Ctx) error {
+		if s.draining.Load() {
+			return app.Errorf(503, "draining", "this instance is restarting, reconnect")
+		}
+		id := identity(c)
+		var last uint64
+		if v := c.Get("Last-Event-ID"); v != "" {
+			var ok bool
+			if last, ok = app.ParseID(v); !ok {
+				return app.Invalid("Last-Event-ID is not a message id")
+			}
+		}
+		remote := c.IP()
+		ctx, cancel := context.WithTimeout(c.UserContext(), 10*time.Second)
+		cl, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "sse", RemoteAddr: remote, LastEventID: last})
+		cancel()
+		if err != nil {
+			return unavailable(err)
+		}
+		c.Set(fiber.HeaderContentType, "text/event-stream")
+		c.Set(fiber.HeaderCacheControl, "no-cache")
+		c.Set(fiber.HeaderConnection, "keep-alive")
+		c.Set("X-Accel-Buffering", "no")
+		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+			w.WriteString("retry: 2000\n\n")
+			if w.Flush() == nil {
+				_ = cl.Run(sseWriter{w}, min(sseHeartbeat, a.Cfg.Heartbeat))
+			}
+			a.Disconnect(cl, remote)
+		})
+		return nil
+	}
+}

@@ -1,0 +1,96 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	fws "github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/hub"
+)
+
+const writeWait = 10 * time.Second
+
+// wsWriter is the WebSocket side of hub.Writer.
+type wsWriter struct{ conn *fws.Conn }
+
+func (w wsWriter) Write(frames []hub.Frame) error {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	for _, f := range frames {
+		if err := w.conn.WriteMessage(websocket.TextMessage, f.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w wsWriter) Ping() error {
+	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
+}
+
+func (w wsWriter) Close(code int, reason string) {
+	_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	_ = w.conn.NetConn().Close() // ends the read loop
+}
+
+// wsUpgrade rejects non-upgrade requests and, while draining, new ones.
+func wsUpgrade(s *Server) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if s.draining.Load() {
+			return app.Errorf(503, "draining", "this instance is restarting, reconnect")
+		}
+		if !fws.IsWebSocketUpgrade(c) {
+			return app.Errorf(426, "upgrade_required", "this endpoint speaks WebSocket only")
+		}
+		c.Locals("remote", c.IP())
+		return c.Next()
+	}
+}
+
+var wsBufferPool sync.Pool
+
+// wsHandler runs one WebSocket: it connects the client, starts its single
+// writer, and reads frames until the peer goes, is silent too long, or
+// sends a frame over the limit (the library closes that with 1009).
+func wsHandler(s *Server) fiber.Handler {
+	a := s.App
+	return fws.New(func(conn *fws.Conn) {
+		id, _ := conn.Locals(localIdentity).(app.Identity)
+		remote, _ := conn.Locals("remote").(string)
+		conn.SetReadLimit(app.MaxFrameBytes)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
+		cancel()
+		if err != nil {
+			a.Log.Error("connect failed", "uid", id.UID, "err", err)
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "unavailable"), time.Now().Add(time.Second))
+			return
+		}
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			_ = c.Run(wsWriter{conn}, a.Cfg.Heartbeat)
+		}()
+		idle := a.Cfg.Heartbeat * 5 / 2
+		_ = conn.SetReadDeadline(time.Now().Add(idle))
+		conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(idle)) })
+		for {
+			mt, data, err := conn.ReadMessage()
+			if err != nil {
+				break
+			}
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+			if mt != websocket.TextMessage && mt != websocket.BinaryMessage {
+				continue
+			}
+			fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			a.HandleFrame(fctx, c, data)
+			fcancel()
+		}
+		a.Disconnect(c, remote)
+		<-wrote // the writer must be gone before the pooled conn is reused
+	}, fws.Config{ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &wsBufferPool})
+}

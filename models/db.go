@@ -1,0 +1,61 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/mysqldialect"
+)
+
+// Open connects to the DSN's database, creating the database first when it
+// does not exist, and returns a bun DB with sane pool limits.
+func Open(ctx context.Context, dsn string) (*bun.DB, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse mysql dsn: %w", err)
+	}
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.InterpolateParams = true // one round trip per statement
+	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
+		return nil, fmt.Errorf("mysql charset: %w", err)
+	}
+	if cfg.DBName != "" {
+		if err := createDatabase(ctx, *cfg); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysql connector: %w", err)
+	}
+	sqldb := sql.OpenDB(conn)
+	sqldb.SetMaxOpenConns(64)
+	sqldb.SetMaxIdleConns(64)
+	sqldb.SetConnMaxLifetime(30 * time.Minute)
+	db := bun.NewDB(sqldb, mysqldialect.New())
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("ping mysql %s: %w", cfg.Addr, err)
+	}
+	return db, nil
+}
+
+func createDatabase(ctx context.Context, cfg mysql.Config) error {
+	name := cfg.DBName
+	cfg.DBName = ""
+	conn, err := mysql.NewConnector(&cfg)
+	if err != nil {
+		return fmt.Errorf("mysql connector: %w", err)
+	}
+	sqldb := sql.OpenDB(conn)
+	defer sqldb.Close()
+	if _, err := sqldb.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
+		return fmt.Errorf("create database %s on %s: %w", name, cfg.Addr, err)
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package models
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// ErrNoMessage is a message id that is not the user's.
+var ErrNoMessage = errors.New("no such message")
+
+// Repo runs the queries on the message shards and the side tables.
+// Safe for concurrent use.
+type Repo struct {
+	DB *bun.DB
+}
+
+// shardExpr is the table expression for SELECT and UPDATE (aliased m).
+func shardExpr(uid uint64) (string, bun.Ident) { return "? AS m", bun.Ident(ShardTable(uid)) }
+
+// InsertMessages writes rows, grouped by shard, in one transaction so a
+// batch costs one commit. Rows already present (same id) are skipped, which
+// makes a retried delivery harmless.
+func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	byShard := make(map[uint64][]Message)
+	for _, m := range rows {
+		s := m.ToUID % ShardCount
+		byShard[s] = append(byShard[s], m)
+	}
+	shards := make([]uint64, 0, len(byShard))
+	for s := range byShard {
+		shards = append(shards, s)
+	}
+	// A fixed order keeps two concurrent batches from deadlocking.
+	sort.Slice(shards, func(i, j int) bool { return shards[i] < shards[j] })
+	return r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		for _, s := range shards {
+			batch := byShard[s]
+			if _, err := tx.NewInsert().Model(&batch).ModelTableExpr(ShardTable(s)).Ignore().Exec(ctx); err != nil {
+				return fmt.Errorf("insert %d rows into shard %d: %w", len(batch), s, err)
+			}
+		}
+		return nil
+	})
+}
+
+// UnreadCounts returns uid's unread count per kind and how many of those
+// no client has acknowledged.
+func (r *Repo) UnreadCounts(ctx context.Context, uid uint64) (byKind map[string]int64, unacked int64, err error) {
+	var rows []struct {
+		Kind    string `bun:"kind"`
+		N       int64  `bun:"n"`
+		Unacked int64  `bun:"unacked"`
+	}
+	expr, table := shardExpr(uid)
+	err = r.DB.NewSelect().TableExpr(expr, table).
+		ColumnExpr("m.kind, COUNT(*) AS n, CAST(COALESCE(SUM(m.is_sent = 0), 0) AS SIGNED) AS unacked").
+		Where("m.to_uid = ? AND m.is_read = 0", uid).
+		GroupExpr("m.kind").Scan(ctx, &rows)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count unread of %d: %w", uid, err)
+	}
+	byKind = make(map[string]int64, len(rows))
+	for _, row := range rows {
+		byKind[row.Kind] = row.N
+		unacked += row.Unacked
+	}
+	return byKind, unacked, nil
+}
+
+// ListQuery selects a page of a user's messages, newest first.
+type ListQuery struct {
+	UID        uint64
+	UnreadOnly bool
+	// BeforeSortKey, when non-zero, returns only messages older than it.
+	BeforeSortKey uint64
+	Limit         int
+}
+
+// ListMessages returns a page of messages, newest first.
+func (r *Repo) ListMessages(ctx context.Context, q ListQuery) ([]Message, error) {
+	var out []Message
+	expr, table := shardExpr(q.UID)
+	sel := r.DB.NewSelect().Model(&out).ModelTableExpr(expr, table).Where("m.to_uid = ?", q.UID)
+	if q.UnreadOnly {
+		sel = sel.Where("m.is_read = 0")
+	}
+	if q.BeforeSortKey > 0 {
+		sel = sel.Where("m.sort_key < ?", q.BeforeSortKey)
+	}
+	if err := sel.OrderExpr("m.sort_key DESC").Limit(int64(q.Limit)).Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("list messages of %d: %w", q.UID, err)
+	}
+	return out, nil
+}
+
+// ListAfter returns uid's messages with a sort key above after, oldest
+// first: what an SSE client that saw `after` last has missed.
+func (r *Repo) ListAfter(ctx context.Context, uid, after uint64, limit int) ([]Message, error) {
+	var out []Message
+	expr, table := shardExpr(uid)
+	err := r.DB.NewSelect().Model(&out).ModelTableExpr(expr, table).
+		Where("m.to_uid = ? AND m.sort_key > ?", uid, after).
+		OrderExpr("m.sort_key ASC").Limit(int64(limit)).Scan(ctx)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("list messages of %d after %d: %w", uid, after, err)
+	}
+	return out, nil
+}
+
+// SortKeyOf returns the sort key of uid's message id, or ErrNoMessage.
+func (r *Repo) SortKeyOf(ctx context.Context, uid, id uint64) (uint64, error) {
+	var key uint64
+	expr, table := shardExpr(uid)
+	err := r.DB.NewSelect().TableExpr(expr, table).Column("m.sort_key").
+		Where("m.id = ? AND m.to_uid = ?", id, uid).Scan(ctx, &key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNoMessage
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find message %d of %d: %w", id, uid, err)
+	}
+	return key, nil
+}
+
+// ReadResult says what a read changed, for the unread counters.
+type ReadResult struct {
+	Updated int64
+	ByKind  map[string]int64 // newly read per kind
+	Unacked int64            // of those, how many were not acknowledged
+}
+
+// MarkRead marks uid's messages ids read (and acknowledged). Ids that are
+// not uid's, or already read, are left alone and not counted.
+func (r *Repo) MarkRead(ctx context.Context, uid uint64, ids []uint64) (ReadResult, error) {
+	res := ReadResult{ByKind: map[string]int64{}}
+	if len(ids) == 0 {
+		return res, nil
+	}
+	err := r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var rows []struct {
+			Kind   string `bun:"kind"`
+			IsSent bool   `bun:"is_sent"`
+		}
+		expr, table := shardExpr(uid)
+		// FOR UPDATE: two concurrent reads of one id must not both count it.
+		if err := tx.NewSelect().TableExpr(expr, table).Column("m.kind", "m.is_sent").
+			Where("m.to_uid = ? AND m.is_read = 0 AND m.id IN (?)", uid, bun.In(ids)).
+			For("UPDATE").Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		if _, err := tx.NewUpdate().TableExpr(expr, table).
+			Set("m.is_read = 1, m.is_sent = 1, m.updated_at = ?", time.Now().UTC()).
+			Where("m.to_uid = ? AND m.is_read = 0 AND m.id IN (?)", uid, bun.In(ids)).Exec(ctx); err != nil {
+			return err
+		}
+		for _, row := range rows {
+			res.ByKind[row.Kind]++
+			res.Updated++
+			if !row.IsSent {
+				res.Unacked++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return ReadResult{}, fmt.Errorf("mark read for %d: %w", uid, err)
+	}
+	return res, nil
+}
+
+// MarkAllRead marks every unread message of uid read.
+func (r *Repo) MarkAllRead(ctx context.Context, uid uint64) (int64, error) {
+	expr, table := shardExpr(uid)
+	res, err := r.DB.NewUpdate().TableExpr(expr, table).
+		Set("m.is_read = 1, m.is_sent = 1, m.updated_at = ?", time.Now().UTC()).
+		Where("m.to_uid = ? AND m.is_read = 0", uid).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("mark all read for %d: %w", uid, err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// MarkAcked records that a client of uid received ids. Only unread,
+// unacknowledged messages change, so the count is what the unacked
+// counter loses.
+func (r *Repo) MarkAcked(ctx context.Context, uid uint64, ids []uint64) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	expr, table := shardExpr(uid)
+	res, err := r.DB.NewUpdate().TableExpr(expr, table).
+		Set("m.is_sent = 1, m.updated_at = ?", time.Now().UTC()).
+		Where("m.to_uid = ? AND m.is_sent = 0 AND m.id IN (?)", uid, bun.In(ids)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("mark acked for %d: %w", uid, err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// UpsertLastSeen records last-seen times, keeping the later one.
+func (r *Repo) UpsertLastSeen(ctx context.Context, rows []LastSeen) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := r.DB.NewInsert().Model(&rows).
+		On("DUPLICATE KEY UPDATE last_seen = GREATEST(last_seen, VALUES(last_seen))").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("upsert %d last-seen rows: %w", len(rows), err)
+	}
+	return nil
+}
+
+// InsertConnEvents appends to the connection log.
+func (r *Repo) InsertConnEvents(ctx context.Context, rows []ConnEvent) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if _, err := r.DB.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return fmt.Errorf("insert %d connection events: %w", len(rows), err)
+	}
+	return nil
+}
