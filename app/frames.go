@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/models"
@@ -55,7 +56,7 @@ func mustJSON(v any) []byte {
 
 func messageFrame(m *models.Message, replay bool) hub.Frame {
 	id := FormatID(m.ID)
-	return hub.Frame{Type: "msg", ID: id, Data: mustJSON(msgFrame{
+	return hub.Frame{Type: "msg", ID: id, Key: id + ":" + strconv.FormatUint(uint64(max(m.Count, 1)), 10), Data: mustJSON(msgFrame{
 		Type: "msg", ID: id, Kind: m.Kind, Body: json.RawMessage(m.Body),
 		TS: m.UpdatedAt.UnixMilli(), Replay: replay, Count: max(m.Count, 1),
 	})}

@@ -62,11 +62,11 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 }
 
 // encodeEnvelope packs frames for one user: "uid\n" then per frame
-// "type\tid\tjson\n". Frame JSON is compact, so it holds no raw newline.
+// "type\tid\tkey\tjson\n". Frame JSON is compact, so it holds no raw newline.
 func encodeEnvelope(uid uint64, frames []hub.Frame) []byte {
 	n := 24
 	for _, f := range frames {
-		n += len(f.Type) + len(f.ID) + len(f.Data) + 3
+		n += len(f.Type) + len(f.ID) + len(f.Key) + len(f.Data) + 4
 	}
 	b := make([]byte, 0, n)
 	b = strconv.AppendUint(b, uid, 10)
@@ -75,6 +75,8 @@ func encodeEnvelope(uid uint64, frames []hub.Frame) []byte {
 		b = append(b, f.Type...)
 		b = append(b, '\t')
 		b = append(b, f.ID...)
+		b = append(b, '\t')
+		b = append(b, f.Key...)
 		b = append(b, '\t')
 		b = append(b, f.Data...)
 		b = append(b, '\n')
@@ -95,11 +97,12 @@ func decodeEnvelope(b []byte) (uint64, []hub.Frame, error) {
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		typ, tail, ok1 := bytes.Cut(line, []byte{'\t'})
-		id, data, ok2 := bytes.Cut(tail, []byte{'\t'})
-		if !ok1 || !ok2 {
+		id, tail, ok2 := bytes.Cut(tail, []byte{'\t'})
+		key, data, ok3 := bytes.Cut(tail, []byte{'\t'})
+		if !ok1 || !ok2 || !ok3 {
 			return 0, nil, fmt.Errorf("malformed envelope frame")
 		}
-		frames = append(frames, hub.Frame{Type: string(typ), ID: string(id), Data: data})
+		frames = append(frames, hub.Frame{Type: string(typ), ID: string(id), Key: string(key), Data: data})
 	}
 	return uid, frames, nil
 }

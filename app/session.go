@@ -87,14 +87,14 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (ma
 	if err != nil {
 		return nil, err
 	}
-	ids := make(map[string]struct{}, len(rows))
+	keys := make(map[string]struct{}, len(rows))
 	frames := make([]hub.Frame, len(rows))
 	for i := range rows {
 		frames[i] = messageFrame(&rows[i], true)
-		ids[frames[i].ID] = struct{}{}
+		keys[frames[i].Key] = struct{}{}
 	}
-	c.SendDirect(frames...)
-	return ids, nil
+	c.Replay(frames)
+	return keys, nil
 }
 
 // Disconnect unregisters c everywhere. Safe to call more than once.

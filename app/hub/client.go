@@ -12,7 +12,15 @@ type Frame struct {
 	Type string
 	ID   string
 	Data []byte
+	// Key identifies a message version (id and count) for replay dedupe;
+	// empty for frames that are never deduplicated.
+	Key string
 }
+
+// replayMemory is how long after a replay live frames with a replayed key
+// are still dropped: a worker that stored a message just before the replay
+// query may push it just after.
+const replayMemory = 10 * time.Second
 
 // Close codes the hub uses (WebSocket numbering; SSE maps them to events).
 const (
@@ -48,6 +56,8 @@ type Client struct {
 	queue     []Frame
 	pending   []Frame // live frames held back while the unread replay runs
 	replaying bool
+	replayed  map[string]struct{}
+	forgetAt  time.Time
 	closed    bool
 	code      int
 	reason    string
@@ -80,7 +90,34 @@ func (c *Client) Send(frames ...Frame) bool {
 		c.mu.Unlock()
 		return true
 	}
+	if c.replayed != nil {
+		frames = c.dropReplayedLocked(frames)
+	}
 	return c.enqueueLocked(frames)
+}
+
+// dropReplayedLocked removes frames the last replay already carried.
+func (c *Client) dropReplayedLocked(frames []Frame) []Frame {
+	if time.Now().After(c.forgetAt) {
+		c.replayed = nil
+		return frames
+	}
+	var keep []Frame
+	for i, f := range frames {
+		if _, dup := c.replayed[f.Key]; f.Key != "" && dup {
+			if keep == nil {
+				keep = append(make([]Frame, 0, len(frames)), frames[:i]...)
+			}
+			continue
+		}
+		if keep != nil {
+			keep = append(keep, f)
+		}
+	}
+	if keep == nil {
+		return frames
+	}
+	return keep
 }
 
 // SendDirect queues frames ahead of held live frames (hello, replay).
@@ -110,26 +147,41 @@ func (c *Client) enqueueLocked(frames []Frame) bool {
 }
 
 // EndReplay releases the live frames held during replay, dropping message
-// frames whose id the replay already carried.
+// frames whose key the replay already carried; for a while after, live
+// frames with those keys are dropped too.
 func (c *Client) EndReplay(replayed map[string]struct{}) {
 	c.mu.Lock()
 	c.replaying = false
+	if len(replayed) > 0 {
+		c.replayed, c.forgetAt = replayed, time.Now().Add(replayMemory)
+	}
 	held := c.pending
 	c.pending = nil
 	if c.closed || len(held) == 0 {
 		c.mu.Unlock()
 		return
 	}
-	keep := held[:0]
-	for _, f := range held {
-		if f.ID != "" {
-			if _, dup := replayed[f.ID]; dup {
-				continue
-			}
-		}
-		keep = append(keep, f)
+	c.enqueueLocked(c.dropReplayedLocked(held))
+}
+
+// Replay queues replayed frames ahead of live ones and remembers their
+// keys, as EndReplay does, for a client already streaming (a sync).
+func (c *Client) Replay(frames []Frame) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
 	}
-	c.enqueueLocked(keep)
+	if c.replayed == nil || time.Now().After(c.forgetAt) {
+		c.replayed = make(map[string]struct{}, len(frames))
+	}
+	for _, f := range frames {
+		if f.Key != "" {
+			c.replayed[f.Key] = struct{}{}
+		}
+	}
+	c.forgetAt = time.Now().Add(replayMemory)
+	c.enqueueLocked(frames)
 }
 
 // Close ends the client with a close code; the write loop tells the peer.

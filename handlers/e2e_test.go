@@ -1,0 +1,747 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/go-sql-driver/mysql"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/models"
+	"github.com/pushdesk/pushdesk/models/migrations"
+	"github.com/redis/rueidis"
+)
+
+// The end-to-end tests run one real server on 127.0.0.1:0 against the real
+// Redis (its own database number) and MariaDB (its own database), and talk
+// to it as clients would.
+
+const (
+	testSecret    = "e2e-secret"
+	testIngestKey = "e2e-ingest"
+)
+
+var (
+	srv     *Server
+	baseURL string
+	wsURL   string
+	testDB  *sql.DB
+	nextUID atomic.Uint64
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	ctx := context.Background()
+	redisURL := envOr("PUSHDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+	dsn := envOr("PUSHDESK_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk_e2e_handlers")
+	if err := resetStores(ctx, redisURL, dsn); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		return 1
+	}
+	cfg := app.Config{
+		Addr: "127.0.0.1:0", RedisURL: redisURL, MySQLDSN: dsn,
+		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
+		Heartbeat: 2 * time.Second,
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e app:", err)
+		return 1
+	}
+	if srv, err = NewServer(a); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e server:", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e start:", err)
+		return 1
+	}
+	baseURL = "http://" + srv.Addr()
+	wsURL = "ws://" + srv.Addr()
+	nextUID.Store(uint64(time.Now().UnixNano()%1_000_000) * 1000)
+	code := m.Run()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	testDB.Close()
+	return code
+}
+
+// resetStores empties the test Redis database and recreates the MySQL one.
+func resetStores(ctx context.Context, redisURL, dsn string) error {
+	opt, err := rueidis.ParseURL(redisURL)
+	if err != nil {
+		return err
+	}
+	opt.DisableCache = true
+	rc, err := rueidis.NewClient(opt)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer rc.Close()
+	if err := rc.Do(ctx, rc.B().Flushdb().Build()).Error(); err != nil {
+		return err
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return err
+	}
+	name := cfg.DBName
+	cfg.DBName = ""
+	root, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if _, err := root.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+		return fmt.Errorf("mysql: %w", err)
+	}
+	db, err := models.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := migrations.Run(ctx, db); err != nil {
+		return err
+	}
+	testDB, err = sql.Open("mysql", dsn)
+	return err
+}
+
+// newUID returns a user id no other test uses.
+func newUID() uint64 { return nextUID.Add(1) }
+
+func mint(tb testing.TB, uid uint64) string {
+	tb.Helper()
+	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid}, time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// post sends a JSON request and returns the status and decoded body.
+func post(tb testing.TB, path, bearer, body string) (int, map[string]any) {
+	tb.Helper()
+	return do(tb, http.MethodPost, path, bearer, body)
+}
+
+func do(tb testing.TB, method, path, bearer, body string) (int, map[string]any) {
+	tb.Helper()
+	req, err := http.NewRequest(method, baseURL+path, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var out map[string]any
+	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
+		tb.Fatalf("%s %s: body is not JSON: %s", method, path, raw)
+	}
+	return res.StatusCode, out
+}
+
+// send posts a message to uid and returns its id.
+func send(tb testing.TB, uid uint64, kind, text string) string {
+	tb.Helper()
+	code, body := post(tb, "/internal/v1/messages", testIngestKey,
+		fmt.Sprintf(`{"to_uid":%d,"kind":%q,"body":{"text":%q}}`, uid, kind, text))
+	if code != 202 {
+		tb.Fatalf("ingest = %d %v, want 202", code, body)
+	}
+	return body["ids"].([]any)[0].(string)
+}
+
+type frame map[string]any
+
+func (f frame) str(k string) string { s, _ := f[k].(string); return s }
+func (f frame) num(k string) int64  { n, _ := f[k].(float64); return int64(n) }
+
+// wsClient is a test WebSocket client.
+type wsClient struct {
+	tb   testing.TB
+	conn *websocket.Conn
+}
+
+func dialWS(tb testing.TB, uid uint64) *wsClient {
+	tb.Helper()
+	conn, res, err := websocket.DefaultDialer.Dial(wsURL+"/ws?token="+mint(tb, uid), nil)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		tb.Fatalf("dial ws for %d: %v (status %d)", uid, err, status)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return &wsClient{tb: tb, conn: conn}
+}
+
+func (c *wsClient) send(v string) {
+	c.tb.Helper()
+	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(v)); err != nil {
+		c.tb.Fatalf("write %s: %v", v, err)
+	}
+}
+
+// next returns the next frame, failing after 5 s.
+func (c *wsClient) next() frame {
+	c.tb.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, data, err := c.conn.ReadMessage()
+	if err != nil {
+		c.tb.Fatalf("read frame: %v", err)
+	}
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		c.tb.Fatalf("frame is not JSON: %s", data)
+	}
+	return f
+}
+
+// until reads frames until one of type typ arrives and returns it.
+func (c *wsClient) until(typ string) frame {
+	c.tb.Helper()
+	for {
+		if f := c.next(); f.str("type") == typ {
+			return f
+		}
+	}
+}
+
+// sseClient is a test SSE client.
+type sseClient struct {
+	tb   testing.TB
+	res  *http.Response
+	rd   *bufio.Reader
+	evts chan sseEvent
+}
+
+type sseEvent struct {
+	event, id string
+	data      frame
+}
+
+func dialSSE(tb testing.TB, uid uint64, lastEventID string) *sseClient {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, baseURL+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+mint(tb, uid))
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("sse: %v", err)
+	}
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		tb.Fatalf("sse = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	c := &sseClient{tb: tb, res: res, rd: bufio.NewReader(res.Body), evts: make(chan sseEvent, 64)}
+	tb.Cleanup(func() { res.Body.Close() })
+	go c.loop()
+	return c
+}
+
+func (c *sseClient) loop() {
+	defer close(c.evts)
+	var ev sseEvent
+	for {
+		line, err := c.rd.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "":
+			if ev.event != "" {
+				c.evts <- ev
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, "event: "):
+			ev.event = line[7:]
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[4:]
+		case strings.HasPrefix(line, "data: "):
+			_ = json.Unmarshal([]byte(line[6:]), &ev.data)
+		}
+	}
+}
+
+func (c *sseClient) until(event string) sseEvent {
+	c.tb.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-c.evts:
+			if !ok {
+				c.tb.Fatalf("sse stream ended waiting for %s", event)
+			}
+			if ev.event == event {
+				return ev
+			}
+		case <-timeout:
+			c.tb.Fatalf("no sse %s event in 5s", event)
+		}
+	}
+}
+
+func unreadOf(tb testing.TB, uid uint64) (total, unacked int64) {
+	tb.Helper()
+	code, body := do(tb, http.MethodGet, "/api/v1/me/unread", mint(tb, uid), "")
+	if code != 200 {
+		tb.Fatalf("unread = %d %v", code, body)
+	}
+	return int64(body["total"].(float64)), int64(body["unacked"].(float64))
+}
+
+func TestWSAndSSEReceivePostedMessage(t *testing.T) {
+	uid := newUID()
+	ws := dialWS(t, uid)
+	hello := ws.next()
+	if hello.str("type") != "hello" || hello.str("uid") != fmt.Sprint(uid) || hello.str("conn_id") == "" || hello.num("heartbeat_s") != 2 {
+		t.Fatalf("first frame = %v, want hello for %d", hello, uid)
+	}
+	sse := dialSSE(t, uid, "")
+	sse.until("hello")
+
+	id := send(t, uid, "comment", "hi there")
+	m := ws.until("msg")
+	if m.str("id") != id || m.str("kind") != "comment" || m["replay"] != false || m.num("count") != 1 || m.num("ts") == 0 {
+		t.Fatalf("ws msg = %v, want id %s live", m, id)
+	}
+	if body := m["body"].(map[string]any); body["text"] != "hi there" {
+		t.Fatalf("ws body = %v", body)
+	}
+	if u := ws.until("unread"); u.num("total") != 1 {
+		t.Fatalf("unread after msg = %v, want total 1", u)
+	}
+	ev := sse.until("msg")
+	if ev.id != id || ev.data.str("id") != id {
+		t.Fatalf("sse msg = %+v, want id %s", ev, id)
+	}
+}
+
+func TestOfflineUserGetsReplay(t *testing.T) {
+	uid := newUID()
+	ids := []string{send(t, uid, "comment", "one"), send(t, uid, "system", "two")}
+	waitRows(t, uid, 2)
+	ws := dialWS(t, uid)
+	hello := ws.next()
+	u := hello["unread"].(map[string]any)
+	if u["total"].(float64) != 2 {
+		t.Fatalf("hello unread = %v, want total 2", u)
+	}
+	for i, want := range ids { // oldest first
+		m := ws.next()
+		if m.str("type") != "msg" || m.str("id") != want || m["replay"] != true {
+			t.Fatalf("replay %d = %v, want msg %s replay:true", i, m, want)
+		}
+	}
+	// Live after replay.
+	id := send(t, uid, "comment", "three")
+	if m := ws.until("msg"); m.str("id") != id || m["replay"] != false {
+		t.Fatalf("live = %v, want %s", m, id)
+	}
+}
+
+// waitRows waits until uid has n rows in its shard.
+func waitRows(tb testing.TB, uid uint64, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got int
+		if err := testDB.QueryRow("SELECT COUNT(*) FROM "+models.ShardTable(uid)+" WHERE to_uid = ?", uid).Scan(&got); err != nil {
+			tb.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("uid %d has %d rows, want %d", uid, got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAckAndReadOverWebSocket(t *testing.T) {
+	uid := newUID()
+	ws := dialWS(t, uid)
+	ws.until("hello")
+	a := send(t, uid, "comment", "a")
+	ws.until("msg")
+	ws.until("unread")
+	b := send(t, uid, "comment", "b")
+	ws.until("msg")
+	if u := ws.until("unread"); u.num("total") != 2 || u.num("unacked") != 2 {
+		t.Fatalf("unread = %v, want total 2 unacked 2", u)
+	}
+	ws.send(fmt.Sprintf(`{"type":"ack","ids":[%q]}`, a))
+	if u := ws.until("unread"); u.num("total") != 2 || u.num("unacked") != 1 {
+		t.Fatalf("after ack = %v, want total 2 unacked 1", u)
+	}
+	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, b))
+	if u := ws.until("unread"); u.num("total") != 1 || u.num("unacked") != 0 {
+		t.Fatalf("after read = %v, want total 1 unacked 0", u)
+	}
+	ws.send(`{"type":"read","all":true}`)
+	if u := ws.until("unread"); u.num("total") != 0 {
+		t.Fatalf("after read all = %v, want total 0", u)
+	}
+	ws.send(`{"type":"ping"}`)
+	ws.until("pong")
+	if total, _ := unreadOf(t, uid); total != 0 {
+		t.Fatalf("REST unread = %d, want 0", total)
+	}
+}
+
+func TestAckAndReadOverREST(t *testing.T) {
+	uid := newUID()
+	tok := mint(t, uid)
+	ids := []string{send(t, uid, "comment", "1"), send(t, uid, "comment", "2"), send(t, uid, "mail", "3")}
+	waitRows(t, uid, 3)
+	if total, unacked := unreadOf(t, uid); total != 3 || unacked != 3 {
+		t.Fatalf("unread = %d/%d, want 3/3", total, unacked)
+	}
+	code, body := post(t, "/api/v1/me/ack", tok, fmt.Sprintf(`{"ids":[%q,%q]}`, ids[0], ids[1]))
+	if code != 200 || body["acked"].(float64) != 2 {
+		t.Fatalf("ack = %d %v, want 2", code, body)
+	}
+	if total, unacked := unreadOf(t, uid); total != 3 || unacked != 1 {
+		t.Fatalf("after ack unread = %d/%d, want 3/1", total, unacked)
+	}
+	code, body = post(t, "/api/v1/me/read", tok, fmt.Sprintf(`{"ids":[%q]}`, ids[2]))
+	if code != 200 || body["updated"].(float64) != 1 {
+		t.Fatalf("read = %d %v, want 1", code, body)
+	}
+	// Reading it again changes nothing.
+	if _, body = post(t, "/api/v1/me/read", tok, fmt.Sprintf(`{"ids":[%q]}`, ids[2])); body["updated"].(float64) != 0 {
+		t.Fatalf("second read = %v, want 0", body)
+	}
+	code, body = do(t, http.MethodGet, "/api/v1/me/unread", tok, "")
+	if code != 200 || body["total"].(float64) != 2 || body["by_kind"].(map[string]any)["comment"].(float64) != 2 {
+		t.Fatalf("unread = %v, want 2 comments", body)
+	}
+	code, body = post(t, "/api/v1/me/read", tok, `{"all":true}`)
+	if code != 200 || body["updated"].(float64) != 2 {
+		t.Fatalf("read all = %d %v, want 2", code, body)
+	}
+	if total, unacked := unreadOf(t, uid); total != 0 || unacked != 0 {
+		t.Fatalf("after read all = %d/%d, want 0/0", total, unacked)
+	}
+	// The unread filter and the read flag agree.
+	_, body = do(t, http.MethodGet, "/api/v1/me/messages?unread=true", tok, "")
+	if n := len(body["messages"].([]any)); n != 0 {
+		t.Fatalf("unread messages = %d, want 0", n)
+	}
+}
+
+func TestMessagesPagination(t *testing.T) {
+	uid := newUID()
+	tok := mint(t, uid)
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, send(t, uid, "comment", fmt.Sprint(i)))
+	}
+	waitRows(t, uid, 5)
+	var got []string
+	before := ""
+	for page := 0; page < 5; page++ {
+		path := "/api/v1/me/messages?limit=2"
+		if before != "" {
+			path += "&before=" + before
+		}
+		code, body := do(t, http.MethodGet, path, tok, "")
+		if code != 200 {
+			t.Fatalf("page %d = %d %v", page, code, body)
+		}
+		for _, m := range body["messages"].([]any) {
+			got = append(got, m.(map[string]any)["id"].(string))
+		}
+		if body["next"] == nil {
+			break
+		}
+		before = body["next"].(string)
+	}
+	want := []string{ids[4], ids[3], ids[2], ids[1], ids[0]}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages = %v, want newest first %v", got, want)
+	}
+	for _, q := range []string{"limit=0", "limit=x", "limit=500", "unread=maybe", "before=abc"} {
+		if code, body := do(t, http.MethodGet, "/api/v1/me/messages?"+q, tok, ""); code != 400 || body["error"] == nil {
+			t.Errorf("messages?%s = %d %v, want 400 with error body", q, code, body)
+		}
+	}
+}
+
+func TestUserCannotTouchAnotherUsersMessages(t *testing.T) {
+	alice, bob := newUID(), newUID()
+	bobMsg := send(t, bob, "comment", "for bob only")
+	waitRows(t, bob, 1)
+	tokA := mint(t, alice)
+	if _, body := post(t, "/api/v1/me/read", tokA, fmt.Sprintf(`{"ids":[%q]}`, bobMsg)); body["updated"].(float64) != 0 {
+		t.Fatalf("alice read bob's = %v, want updated 0", body)
+	}
+	if _, body := post(t, "/api/v1/me/ack", tokA, fmt.Sprintf(`{"ids":[%q]}`, bobMsg)); body["acked"].(float64) != 0 {
+		t.Fatalf("alice acked bob's = %v, want acked 0", body)
+	}
+	post(t, "/api/v1/me/read", tokA, `{"all":true}`)
+	_, body := do(t, http.MethodGet, "/api/v1/me/messages", tokA, "")
+	if n := len(body["messages"].([]any)); n != 0 {
+		t.Fatalf("alice lists %d messages, want 0", n)
+	}
+	if code, _ := do(t, http.MethodGet, "/api/v1/me/messages?before="+bobMsg, tokA, ""); code != 400 {
+		t.Fatalf("alice paging from bob's id = %d, want 400", code)
+	}
+	ws := dialWS(t, alice)
+	ws.until("hello")
+	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, bobMsg))
+	ws.send(`{"type":"ping"}`)
+	ws.until("pong")
+	if total, unacked := unreadOf(t, bob); total != 1 || unacked != 1 {
+		t.Fatalf("bob unread = %d/%d, want 1/1 after alice's attempts", total, unacked)
+	}
+	var isRead bool
+	if err := testDB.QueryRow("SELECT is_read FROM "+models.ShardTable(bob)+" WHERE id = ?", bobMsg).Scan(&isRead); err != nil || isRead {
+		t.Fatalf("bob's row is_read = %v (%v), want false", isRead, err)
+	}
+}
+
+func TestBadTokensGet401(t *testing.T) {
+	auth := app.NewAuth(testSecret)
+	expired, _ := auth.Mint(app.Identity{UID: 7}, -time.Minute)
+	wrongKey, _ := app.NewAuth("other-secret").Mint(app.Identity{UID: 7}, time.Hour)
+	cases := []struct{ name, token string }{
+		{"missing", ""}, {"garbage", "not.a.jwt"}, {"expired", expired}, {"wrong secret", wrongKey},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, res, err := websocket.DefaultDialer.Dial(wsURL+"/ws?token="+tc.token, nil)
+			if err == nil || res == nil || res.StatusCode != 401 {
+				t.Fatalf("ws dial = %v %v, want 401", res, err)
+			}
+			req, _ := http.NewRequest(http.MethodGet, baseURL+"/sse?token="+tc.token, nil)
+			r, err := http.DefaultClient.Do(req)
+			if err != nil || r.StatusCode != 401 {
+				t.Fatalf("sse = %v %v, want 401", r, err)
+			}
+			r.Body.Close()
+			code, body := do(t, http.MethodGet, "/api/v1/me/unread", tc.token, "")
+			if code != 401 || body["error"].(map[string]any)["code"] != "unauthorized" {
+				t.Fatalf("unread = %d %v, want 401 unauthorized", code, body)
+			}
+		})
+	}
+}
+
+func TestIngestRejectsInvalidBodies(t *testing.T) {
+	big := `{"to_uid":1,"kind":"comment","body":{"x":"` + strings.Repeat("a", app.MaxBodyBytes) + `"}}`
+	many := make([]string, app.MaxRecipients+1)
+	for i := range many {
+		many[i] = fmt.Sprint(i + 1)
+	}
+	cases := []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"not json", `{"to_uid":`, 400, "invalid_json"},
+		{"array", `[1]`, 400, "invalid_json"},
+		{"no recipient", `{"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"both recipients", `{"to_uid":1,"to_uids":[2],"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uid string", `{"to_uid":"1","kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uid zero", `{"to_uid":0,"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uid negative", `{"to_uid":-4,"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uid fraction", `{"to_uid":1.5,"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uids empty", `{"to_uids":[],"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uids too many", `{"to_uids":[` + strings.Join(many, ",") + `],"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uids bad item", `{"to_uids":[1,"x"],"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"uids not array", `{"to_uids":5,"kind":"comment","body":{}}`, 400, "invalid_input"},
+		{"kind missing", `{"to_uid":1,"body":{}}`, 400, "invalid_input"},
+		{"kind uppercase", `{"to_uid":1,"kind":"Comment","body":{}}`, 400, "invalid_input"},
+		{"kind too long", `{"to_uid":1,"kind":"` + strings.Repeat("k", 33) + `","body":{}}`, 400, "invalid_input"},
+		{"kind number", `{"to_uid":1,"kind":5,"body":{}}`, 400, "invalid_input"},
+		{"body missing", `{"to_uid":1,"kind":"comment"}`, 400, "invalid_input"},
+		{"body string", `{"to_uid":1,"kind":"comment","body":"hi"}`, 400, "invalid_input"},
+		{"body array", `{"to_uid":1,"kind":"comment","body":[1]}`, 400, "invalid_input"},
+		{"body too large", big, 413, "body_too_large"},
+		{"collapse_key number", `{"to_uid":1,"kind":"comment","body":{},"collapse_key":3}`, 400, "invalid_input"},
+		{"idempotency_key too long", `{"to_uid":1,"kind":"comment","body":{},"idempotency_key":"` + strings.Repeat("i", 129) + `"}`, 400, "invalid_input"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := post(t, "/internal/v1/messages", testIngestKey, tc.body)
+			e, _ := body["error"].(map[string]any)
+			if code != tc.status || e == nil || e["code"] != tc.code || e["message"] == "" {
+				t.Fatalf("POST = %d %v, want %d %s", code, body, tc.status, tc.code)
+			}
+		})
+	}
+	t.Run("wrong key", func(t *testing.T) {
+		if code, body := post(t, "/internal/v1/messages", "nope", `{"to_uid":1,"kind":"c","body":{}}`); code != 401 || body["error"] == nil {
+			t.Fatalf("POST = %d %v, want 401", code, body)
+		}
+	})
+	t.Run("user token is not the ingest key", func(t *testing.T) {
+		if code, _ := post(t, "/internal/v1/messages", mint(t, 1), `{"to_uid":1,"kind":"c","body":{}}`); code != 401 {
+			t.Fatalf("POST = %d, want 401", code)
+		}
+	})
+}
+
+func TestIngestManyRecipients(t *testing.T) {
+	a, b := newUID(), newUID()
+	code, body := post(t, "/internal/v1/messages", testIngestKey, fmt.Sprintf(`{"to_uids":[%d,%d,%d],"kind":"system","body":{"n":1}}`, a, b, a))
+	if code != 202 || body["accepted"].(float64) != 2 || len(body["ids"].([]any)) != 2 || body["duplicate"] != false {
+		t.Fatalf("POST = %d %v, want 202 accepted 2 (duplicate uid folded)", code, body)
+	}
+	waitRows(t, a, 1)
+	waitRows(t, b, 1)
+}
+
+func TestOversizeFrameClosesWith1009(t *testing.T) {
+	ws := dialWS(t, newUID())
+	ws.until("hello")
+	big := `{"type":"ping","pad":"` + strings.Repeat("x", app.MaxFrameBytes) + `"}`
+	_ = ws.conn.WriteMessage(websocket.TextMessage, []byte(big))
+	_ = ws.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := ws.conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+			t.Fatalf("read after oversize frame: %v, want close 1009", err)
+		}
+		return
+	}
+}
+
+func TestInvalidFramesGetErrorAndConnectionLives(t *testing.T) {
+	uid := newUID()
+	ws := dialWS(t, uid)
+	ws.until("hello")
+	for _, bad := range []string{`not json`, `{"type":"dance"}`, `{"no":"type"}`, `{"type":"ack","ids":["x"]}`, `{"type":"ack"}`, `[]`} {
+		ws.send(bad)
+		if f := ws.until("error"); f.num("code") != 400 || f.str("msg") == "" {
+			t.Fatalf("error for %s = %v, want code 400 with msg", bad, f)
+		}
+	}
+	ws.send(`{"type":"ping"}`)
+	ws.until("pong")
+	id := send(t, uid, "comment", "still here")
+	if m := ws.until("msg"); m.str("id") != id {
+		t.Fatalf("msg = %v, want %s", m, id)
+	}
+}
+
+func TestServerPingsAndSyncReplays(t *testing.T) {
+	uid := newUID()
+	ws := dialWS(t, uid)
+	pinged := make(chan struct{}, 1)
+	ws.conn.SetPingHandler(func(string) error {
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+		return ws.conn.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+	})
+	ws.until("hello")
+	id := send(t, uid, "comment", "x")
+	ws.until("msg")
+	ws.send(`{"type":"sync"}`)
+	ws.until("unread")
+	if m := ws.until("msg"); m.str("id") != id || m["replay"] != true {
+		t.Fatalf("sync replay = %v, want %s replay:true", m, id)
+	}
+	// Reading keeps the ping handler running; the heartbeat here is 2 s.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ws.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := ws.conn.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-pinged:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no server ping within 5s")
+	}
+	ws.conn.Close()
+	<-done
+}
+
+func TestRowsLandInShardUIDMod128(t *testing.T) {
+	for _, uid := range []uint64{newUID(), newUID()*128 + 5, newUID()*128 + 127} {
+		id := send(t, uid, "comment", "shard check")
+		waitRows(t, uid, 1)
+		shard := fmt.Sprintf("user_push_msg_%d", uid%128)
+		var gotUID uint64
+		var kind string
+		if err := testDB.QueryRow("SELECT to_uid, kind FROM "+shard+" WHERE id = ?", id).Scan(&gotUID, &kind); err != nil {
+			t.Fatalf("row %s not in %s: %v", id, shard, err)
+		}
+		if gotUID != uid || kind != "comment" {
+			t.Fatalf("%s row = %d %s, want %d comment", shard, gotUID, kind, uid)
+		}
+		var elsewhere int
+		other := fmt.Sprintf("user_push_msg_%d", (uid+1)%128)
+		_ = testDB.QueryRow("SELECT COUNT(*) FROM "+other+" WHERE id = ?", id).Scan(&elsewhere)
+		if elsewhere != 0 {
+			t.Fatalf("row %s also in %s", id, other)
+		}
+	}
+}
+
+func TestHealthAndErrors(t *testing.T) {
+	if code, _ := do(t, http.MethodGet, "/healthz", "", ""); code != 200 {
+		t.Fatalf("healthz = %d", code)
+	}
+	if code, _ := do(t, http.MethodGet, "/readyz", "", ""); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	code, body := do(t, http.MethodGet, "/nope", "", "")
+	if code != 404 || body["error"].(map[string]any)["code"] != "not_found" {
+		t.Fatalf("unknown path = %d %v, want 404 not_found", code, body)
+	}
+	if code, body := post(t, "/api/v1/me/read", mint(t, newUID()), `{"ids":[]}`); code != 400 || body["error"] == nil {
+		t.Fatalf("read with no ids = %d %v, want 400", code, body)
+	}
+	if code, _ := post(t, "/api/v1/me/read", mint(t, newUID()), `nope`); code != 400 {
+		t.Fatalf("read with bad JSON = %d, want 400", code)
+	}
+	_ = bytes.MinRead
+}
