@@ -18,7 +18,7 @@ func (r *recorder) Write(f []Frame) error {
 	r.frames = append(r.frames, f...)
 	return nil
 }
-func (r *recorder) Ping() error             { return nil }
+func (r *recorder) Ping() error              { return nil }
 func (r *recorder) Close(code int, _ string) { r.mu.Lock(); r.closed = code; r.mu.Unlock() }
 
 func (r *recorder) ids() []string {
