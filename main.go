@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when PUSHDESK_PPROF_ADDR is set
 	"os"
 	"os/signal"
 	"strconv"
@@ -91,6 +93,10 @@ func serve(log *slog.Logger) error {
 	if err := srv.Start(); err != nil {
 		srv.Shutdown(context.Background())
 		return err
+	}
+	if addr := os.Getenv("PUSHDESK_PPROF_ADDR"); addr != "" {
+		// Profiling for operators, on its own (private) listener.
+		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(addr, nil)) }()
 	}
 	log.Info("pushdesk listening", "addr", srv.Addr(), "internal", srv.InternalAddr(), "instance", a.Instance)
 	<-ctx.Done()

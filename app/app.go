@@ -16,9 +16,9 @@ import (
 )
 
 // Enqueuer hands deliveries to the job queue. jobs.Queue implements it; app
-// does not import asynq.
+// does not import asynq. The deliveries of one call become one task.
 type Enqueuer interface {
-	EnqueueDeliver(ctx context.Context, d *Delivery) error
+	EnqueueDeliver(ctx context.Context, ds []*Delivery) error
 }
 
 // App is one Pushdesk process: its connections, its clients of Redis and
@@ -36,6 +36,7 @@ type App struct {
 	// Queue must be set before ingest is used.
 	Queue Enqueuer
 
+	ingest      *Batcher[*Delivery]
 	shardWriter *Batcher[models.Message]
 	connLog     *Batcher[models.ConnEvent]
 	lastSeen    *Batcher[models.LastSeen]
@@ -89,7 +90,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Log: log.With("instance", instance), Instance: instance,
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 4}, a.Repo.InsertMessages)
+	// Concurrent ingest calls share one task: asynq handles tasks one
+	// dequeue at a time, so fewer, fuller tasks carry more messages.
+	a.ingest = NewBatcher(BatcherConfig{MaxBatch: 256, Flushers: 1}, func(ctx context.Context, ds []*Delivery) error {
+		return a.Queue.EnqueueDeliver(ctx, ds)
+	})
+	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 8}, a.Repo.InsertMessages)
 	a.connLog = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "connection log", a.Repo.InsertConnEvents))
 	a.lastSeen = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "last seen", a.Repo.UpsertLastSeen))
 	a.wg.Add(1)
@@ -124,6 +130,7 @@ func (a *App) Ready(ctx context.Context) error {
 // workers have stopped.
 func (a *App) Close() {
 	a.cancel()
+	a.ingest.Close()
 	a.shardWriter.Close()
 	a.connLog.Close()
 	a.lastSeen.Close()

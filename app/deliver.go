@@ -154,74 +154,141 @@ func (a *App) Ingest(ctx context.Context, req *IngestRequest) (*IngestResult, er
 		d.IDs[i] = a.IDs.Next()
 		res.IDs[i] = FormatID(d.IDs[i])
 	}
-	if err := a.Queue.EnqueueDeliver(ctx, d); err != nil {
+	if err := a.ingest.Submit(ctx, d); err != nil {
 		a.Log.Error("enqueue delivery", "err", err)
 		return nil, ErrUnavailable
 	}
 	return res, nil
 }
 
-// Deliver stores a delivery's messages in their shards, counts them and
+// Deliver stores deliveries' messages in their shards, counts them and
 // pushes them to every connection of their users. It returns only when the
 // rows are committed, so a failed or killed worker leaves the task to be
-// retried. retry says this task ran before: counters are then rebuilt
-// rather than incremented, and clients may see an id twice (they dedupe).
-func (a *App) Deliver(ctx context.Context, d *Delivery, retry bool) error {
-	if len(d.IDs) != len(d.UIDs) {
-		return fmt.Errorf("delivery has %d ids for %d users", len(d.IDs), len(d.UIDs))
-	}
-	at := time.UnixMilli(d.At).UTC()
-	rows := make([]models.Message, len(d.UIDs))
-	for i, uid := range d.UIDs {
-		rows[i] = models.Message{
-			ID: d.IDs[i], ToUID: uid, Kind: d.Kind, Body: string(d.Body), CollapseKey: d.CollapseKey,
-			Count: 1, SortKey: d.IDs[i], CreatedAt: at, UpdatedAt: at,
+// retried; clients may then see an id twice (they dedupe by id).
+//
+// On a first attempt the push runs while the rows are being written, so a
+// commit's fsync is not on the delivery path. A user found offline then is
+// looked up again after the commit: one who connected in between did not
+// get the push, and their replay query may have run before the commit, so
+// they are pushed to now (with counts rebuilt from MySQL). A retry (retry
+// is true) stores first, rebuilds the counters and only then pushes.
+func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
+	var rows []models.Message
+	for _, d := range ds {
+		if len(d.IDs) != len(d.UIDs) {
+			return fmt.Errorf("delivery has %d ids for %d users", len(d.IDs), len(d.UIDs))
+		}
+		at := time.UnixMilli(d.At).UTC()
+		for i, uid := range d.UIDs {
+			rows = append(rows, models.Message{
+				ID: d.IDs[i], ToUID: uid, Kind: d.Kind, Body: string(d.Body), CollapseKey: d.CollapseKey,
+				Count: 1, SortKey: d.IDs[i], CreatedAt: at, UpdatedAt: at,
+			})
 		}
 	}
-	if err := a.shardWriter.Submit(ctx, rows...); err != nil {
-		return fmt.Errorf("store delivery: %w", err)
-	}
 	if retry {
-		if err := a.resetUnread(ctx, d.UIDs...); err != nil {
+		if err := a.shardWriter.Submit(ctx, rows...); err != nil {
+			return fmt.Errorf("store delivery: %w", err)
+		}
+		uids := make([]uint64, len(rows))
+		for i := range rows {
+			uids[i] = rows[i].ToUID
+		}
+		if err := a.resetUnread(ctx, uids...); err != nil {
 			return fmt.Errorf("reset counters: %w", err)
 		}
-	}
-	incr := "1"
-	if retry {
-		incr = "0"
-	}
-	execs := make([]rueidis.LuaExec, len(d.UIDs))
-	for i, uid := range d.UIDs {
-		execs[i] = rueidis.LuaExec{Keys: []string{keyUnread(uid), keyUserConns(uid)}, Args: []string{d.Kind, incr}}
-	}
-	var firstErr error
-	for i, res := range deliverScript.ExecMulti(ctx, a.Redis, execs...) {
-		if err := a.pushDelivered(ctx, &rows[i], res); err != nil && firstErr == nil {
-			firstErr = err
+		_, stale := a.countAndPush(ctx, rows, "0")
+		for _, i := range stale {
+			if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
+				_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
+			}
 		}
+		return nil
 	}
-	// The rows are stored: a push that failed is replayed on the user's next
-	// sync or connect, so it does not fail the task.
-	if firstErr != nil {
-		a.Log.Warn("push after store failed", "err", firstErr)
+	stored := make(chan error, 1)
+	go func() { stored <- a.shardWriter.Submit(ctx, rows...) }()
+	offline, stale := a.countAndPush(ctx, rows, "1")
+	if err := <-stored; err != nil {
+		return fmt.Errorf("store delivery: %w", err)
+	}
+	if len(offline) > 0 {
+		a.pushLateComers(ctx, rows, offline)
+	}
+	for _, i := range stale { // online, but the counter cache had expired
+		if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
+			_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
+		}
 	}
 	return nil
 }
 
-func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.RedisResult) error {
+// countAndPush counts each row in its user's unread cache (incr "1") and
+// pushes it to the user's connections. It returns the indexes of rows whose
+// user had no connection, and of those pushed without an unread frame
+// because the user's counter cache was missing (it can only be rebuilt
+// once the rows are committed). Push failures are logged, not returned: the
+// rows are stored and reach the user on their next sync or connect.
+func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr string) (offline, stale []int) {
+	execs := make([]rueidis.LuaExec, len(rows))
+	for i := range rows {
+		execs[i] = rueidis.LuaExec{Keys: []string{keyUnread(rows[i].ToUID), keyUserConns(rows[i].ToUID)}, Args: []string{rows[i].Kind, incr}}
+	}
+	for i, res := range deliverScript.ExecMulti(ctx, a.Redis, execs...) {
+		online, counted, err := a.pushDelivered(ctx, &rows[i], res)
+		if err != nil {
+			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
+		}
+		switch {
+		case !online:
+			offline = append(offline, i)
+		case !counted:
+			stale = append(stale, i)
+		}
+	}
+	return offline, stale
+}
+
+// pushLateComers pushes rows[idx] to users who have connected since
+// countAndPush found them offline.
+func (a *App) pushLateComers(ctx context.Context, rows []models.Message, idx []int) {
+	cmds := make(rueidis.Commands, len(idx))
+	for j, i := range idx {
+		cmds[j] = a.Redis.B().Hgetall().Key(keyUserConns(rows[i].ToUID)).Build()
+	}
+	for j, res := range a.Redis.DoMulti(ctx, cmds...) {
+		inst, err := res.AsIntMap()
+		if err != nil || len(inst) == 0 {
+			continue
+		}
+		m := &rows[idx[j]]
+		frames := []hub.Frame{messageFrame(m, false)}
+		if err := a.resetUnread(ctx, m.ToUID); err == nil {
+			if u, err := a.Unread(ctx, m.ToUID); err == nil {
+				frames = append(frames, unreadFrameOf(u))
+			}
+		}
+		if err := a.route(ctx, m.ToUID, inst, frames); err != nil {
+			a.Log.Warn("push failed", "uid", m.ToUID, "err", err)
+		}
+	}
+}
+
+// pushDelivered pushes m after the deliver script ran. online reports
+// whether its user had any connection, counted whether the push carried
+// an unread frame.
+func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.RedisResult) (online, counted bool, err error) {
 	parts, err := res.ToArray()
 	if err != nil || len(parts) != 2 {
-		return fmt.Errorf("deliver script for %d: %v", m.ToUID, err)
+		return false, false, fmt.Errorf("deliver script for %d: %v", m.ToUID, err)
 	}
 	inst, err := parts[1].AsIntMap()
 	if err != nil || len(inst) == 0 {
-		return err // offline: nothing to push
+		return false, false, err
 	}
 	frames := []hub.Frame{messageFrame(m, false)}
 	if h, err := parts[0].AsIntMap(); err == nil && len(h) > 0 {
 		frames = append(frames, unreadFrameOf(unreadFromHash(h)))
-	} else if u, err := a.Unread(ctx, m.ToUID); err == nil { // cache expired under an online user
-		frames = append(frames, unreadFrameOf(u))
+		counted = true
 	}
-	return a.route(ctx, m.ToUID, inst, frames)
+	return true, counted, a.route(ctx, m.ToUID, inst, frames)
 }

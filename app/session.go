@@ -218,6 +218,19 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 		}
 		n = res.Updated
 		u, err = a.adjustUnread(ctx, uid, res.ByKind, res.Unacked)
+		if err == nil && n < int64(len(ids)) && anyYoung(ids) {
+			// A message is pushed while its row is being committed: a client
+			// that reads it at once may be a few milliseconds early.
+			var more int64
+			more, err = a.retryYoung(ctx, func() (int64, error) {
+				res, err := a.Repo.MarkRead(ctx, uid, ids)
+				if err == nil && res.Updated > 0 {
+					u, err = a.adjustUnread(ctx, uid, res.ByKind, res.Unacked)
+				}
+				return res.Updated, err
+			})
+			n += more
+		}
 	}
 	if err != nil {
 		return n, err
@@ -230,6 +243,13 @@ func (a *App) Ack(ctx context.Context, uid uint64, ids []uint64) (int64, error) 
 	n, err := a.Repo.MarkAcked(ctx, uid, ids)
 	if err != nil {
 		return 0, err
+	}
+	if n < int64(len(ids)) && anyYoung(ids) { // see Read
+		more, err := a.retryYoung(ctx, func() (int64, error) { return a.Repo.MarkAcked(ctx, uid, ids) })
+		if err != nil {
+			return n, err
+		}
+		n += more
 	}
 	if n == 0 {
 		return 0, nil
@@ -295,4 +315,35 @@ type storedMessage struct {
 func storedMessageJSON(m *models.Message) json.RawMessage {
 	return mustJSON(storedMessage{ID: FormatID(m.ID), Kind: m.Kind, Body: json.RawMessage(m.Body), TS: m.UpdatedAt.UnixMilli(),
 		Count: max(m.Count, 1), Read: m.IsRead, Acked: m.IsSent, CreatedAt: m.CreatedAt})
+}
+
+// youngID is how recent an id must be for a missing row to be worth
+// waiting for (its delivery may still be committing).
+const youngID = 5 * time.Second
+
+func anyYoung(ids []uint64) bool {
+	cut := time.Now().Add(-youngID)
+	for _, id := range ids {
+		if IDTime(id).After(cut) {
+			return true
+		}
+	}
+	return false
+}
+
+// retryYoung runs op up to three more times, 25 ms apart, until it
+// changes something, and returns what it changed.
+func (a *App) retryYoung(ctx context.Context, op func() (int64, error)) (int64, error) {
+	for range 3 {
+		select {
+		case <-time.After(25 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		n, err := op()
+		if err != nil || n > 0 {
+			return n, err
+		}
+	}
+	return 0, nil
 }

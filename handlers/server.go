@@ -100,10 +100,11 @@ func (s *Server) routePublic(f *fiber.App) {
 // Start binds the listeners, starts serving and starts the worker.
 func (s *Server) Start() error {
 	cfg := s.App.Cfg
-	ln, err := net.Listen("tcp", cfg.Addr)
+	tcp, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	var ln net.Listener = corkListener{tcp}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

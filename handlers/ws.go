@@ -15,14 +15,26 @@ import (
 const writeWait = 10 * time.Second
 
 // wsWriter is the WebSocket side of hub.Writer.
-type wsWriter struct{ conn *fws.Conn }
+type wsWriter struct {
+	conn *fws.Conn
+	cork *corkConn // nil when the listener is not ours
+}
 
 func (w wsWriter) Write(frames []hub.Frame) error {
 	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	if w.cork != nil && len(frames) > 1 {
+		w.cork.Cork()
+	}
 	for _, f := range frames {
 		if err := w.conn.WriteMessage(websocket.TextMessage, f.Data); err != nil {
+			if w.cork != nil {
+				_ = w.cork.Uncork()
+			}
 			return err
 		}
+	}
+	if w.cork != nil {
+		return w.cork.Uncork()
 	}
 	return nil
 }
@@ -46,6 +58,9 @@ func wsUpgrade(s *Server) fiber.Handler {
 			return app.Errorf(426, "upgrade_required", "this endpoint speaks WebSocket only")
 		}
 		c.Locals("remote", c.IP())
+		if cc := corkOf(c.Context().Conn()); cc != nil {
+			c.Locals("cork", cc)
+		}
 		return c.Next()
 	}
 }
@@ -60,6 +75,7 @@ func wsHandler(s *Server) fiber.Handler {
 	return fws.New(func(conn *fws.Conn) {
 		id, _ := conn.Locals(localIdentity).(app.Identity)
 		remote, _ := conn.Locals("remote").(string)
+		cork, _ := conn.Locals("cork").(*corkConn)
 		conn.SetReadLimit(app.MaxFrameBytes)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
@@ -72,7 +88,7 @@ func wsHandler(s *Server) fiber.Handler {
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			_ = c.Run(wsWriter{conn}, a.Cfg.Heartbeat)
+			_ = c.Run(wsWriter{conn: conn, cork: cork}, a.Cfg.Heartbeat)
 		}()
 		idle := a.Cfg.Heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))

@@ -19,9 +19,15 @@ const (
 	QueueDelayed = "delayed"
 )
 
-// NewDeliverTask wraps a delivery for the fast queue.
-func NewDeliverTask(d *app.Delivery) (*asynq.Task, error) {
-	payload, err := json.Marshal(d)
+// DeliverPayload is a TypeDeliver task: the deliveries of one or more
+// ingest calls that arrived together.
+type DeliverPayload struct {
+	Deliveries []*app.Delivery `json:"d"`
+}
+
+// NewDeliverTask wraps deliveries for the fast queue.
+func NewDeliverTask(ds []*app.Delivery) (*asynq.Task, error) {
+	payload, err := json.Marshal(DeliverPayload{Deliveries: ds})
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
@@ -33,12 +39,12 @@ type DeliverHandler struct{ App *app.App }
 
 // ProcessTask implements asynq.Handler.
 func (h DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	var d app.Delivery
-	if err := json.Unmarshal(t.Payload(), &d); err != nil {
+	var p DeliverPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
 		return fmt.Errorf("decode payload: %v: %w", err, asynq.SkipRetry)
 	}
 	retry, _ := asynq.GetRetryCount(ctx)
-	return h.App.Deliver(ctx, &d, retry > 0)
+	return h.App.Deliver(ctx, p.Deliveries, retry > 0)
 }
 
 // Queue enqueues app work as asynq tasks. It implements app.Enqueuer.
@@ -47,8 +53,8 @@ type Queue struct{ Client *asynq.Client }
 var _ app.Enqueuer = Queue{}
 
 // EnqueueDeliver implements app.Enqueuer.
-func (q Queue) EnqueueDeliver(ctx context.Context, d *app.Delivery) error {
-	t, err := NewDeliverTask(d)
+func (q Queue) EnqueueDeliver(ctx context.Context, ds []*app.Delivery) error {
+	t, err := NewDeliverTask(ds)
 	if err != nil {
 		return err
 	}

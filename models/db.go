@@ -21,6 +21,7 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
 	cfg.InterpolateParams = true // one round trip per statement
+	cfg.MultiStatements = true   // batched shard inserts (see Repo.InsertMessages)
 	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
 		return nil, fmt.Errorf("mysql charset: %w", err)
 	}

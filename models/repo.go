@@ -41,12 +41,20 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 	}
 	// A fixed order keeps two concurrent batches from deadlocking.
 	sort.Slice(shards, func(i, j int) bool { return shards[i] < shards[j] })
+	// One round trip for all shards: the INSERTs go as one multi-statement
+	// exec inside the transaction (bun renders and escapes every value).
+	var sqlText []byte
+	for _, s := range shards {
+		batch := byShard[s]
+		q, err := r.DB.NewInsert().Model(&batch).ModelTableExpr(ShardTable(s)).Ignore().AppendQuery(r.DB.QueryGen(), nil)
+		if err != nil {
+			return fmt.Errorf("render insert for shard %d: %w", s, err)
+		}
+		sqlText = append(append(sqlText, q...), ';')
+	}
 	return r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		for _, s := range shards {
-			batch := byShard[s]
-			if _, err := tx.NewInsert().Model(&batch).ModelTableExpr(ShardTable(s)).Ignore().Exec(ctx); err != nil {
-				return fmt.Errorf("insert %d rows into shard %d: %w", len(batch), s, err)
-			}
+		if _, err := tx.ExecContext(ctx, string(sqlText)); err != nil {
+			return fmt.Errorf("insert %d rows into %d shards: %w", len(rows), len(shards), err)
 		}
 		return nil
 	})

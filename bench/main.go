@@ -1,0 +1,402 @@
+// Command bench load-tests a running Pushdesk the way BENCH.md describes:
+// N WebSocket clients (one user each, dialled 64 at a time from several
+// 127.0.1.x source addresses, 1 KiB read buffers, every frame parsed), then
+// M messages posted by P keep-alive publishers, each to one random
+// connected user. It prints publish/s, delivered/s, publish→receive
+// latency percentiles and the server's RSS per connection.
+//
+//	go run ./bench -conns 2000 -msgs 20000 -pid $(pgrep -n pushdesk)
+//	go run ./bench -urls http://127.0.0.1:8081,http://127.0.0.1:8082 ...
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/pushdesk/pushdesk/app"
+)
+
+type config struct {
+	urls       []string // public URLs; clients are spread over them round-robin
+	ingest     string   // where messages are posted
+	secret     string
+	key        string
+	conns      int
+	msgs       int
+	publishers int
+	dialConc   int
+	uidBase    uint64
+	pids       []int
+	mode       string
+	broadcasts int
+	quiet      time.Duration
+	rate       int
+	timeout    time.Duration
+}
+
+func main() {
+	var cfg config
+	var urls, pids string
+	flag.StringVar(&urls, "urls", "http://127.0.0.1:8080", "comma-separated public base URLs (clients spread over them)")
+	flag.StringVar(&cfg.ingest, "ingest", "", "internal base URL for posts (default: the first of -urls)")
+	flag.StringVar(&cfg.secret, "secret", envOr("PUSHDESK_JWT_SECRET", "dev-jwt-secret"), "JWT secret")
+	flag.StringVar(&cfg.key, "key", envOr("PUSHDESK_INGEST_KEY", "dev-ingest-key"), "ingest key")
+	flag.IntVar(&cfg.conns, "conns", 2000, "WebSocket clients")
+	flag.IntVar(&cfg.msgs, "msgs", 20000, "messages to post (direct mode)")
+	flag.IntVar(&cfg.publishers, "publishers", 32, "concurrent publishers")
+	flag.IntVar(&cfg.dialConc, "dial", 64, "concurrent dials")
+	flag.Uint64Var(&cfg.uidBase, "uid-base", 0, "first user id (default: random, so runs do not share users)")
+	flag.StringVar(&pids, "pid", "", "comma-separated server pids, for RSS per connection")
+	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users) or broadcast")
+	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "broadcasts to send, 0.5 s apart (broadcast mode)")
+	flag.IntVar(&cfg.rate, "rate", 0, "cap on messages posted per second (0: as fast as the publishers go)")
+	flag.DurationVar(&cfg.quiet, "quiet", 3*time.Second, "quiet time before the RSS reading")
+	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "how long to wait for deliveries")
+	flag.Parse()
+	cfg.urls = strings.Split(urls, ",")
+	if cfg.ingest == "" {
+		cfg.ingest = cfg.urls[0]
+	}
+	for _, p := range strings.Split(pids, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
+			cfg.pids = append(cfg.pids, n)
+		}
+	}
+	if cfg.uidBase == 0 {
+		cfg.uidBase = uint64(rand.IntN(1_000_000))*1_000_000 + 1
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// client is one bench WebSocket user.
+type client struct {
+	uid  uint64
+	conn *websocket.Conn
+}
+
+type stats struct {
+	mu        sync.Mutex
+	latencies []time.Duration
+	received  atomic.Int64
+	lastRecv  atomic.Int64 // unix ns
+	perBcast  map[string]*bcastStat
+	errors    atomic.Int64
+}
+
+type bcastStat struct {
+	got  int
+	last int64
+}
+
+// frame is what a bench client parses out of every frame.
+type frame struct {
+	Type      string `json:"type"`
+	ID        string `json:"id"`
+	Broadcast bool   `json:"broadcast"`
+	Body      struct {
+		Sent int64  `json:"sent"`
+		Tag  string `json:"tag"`
+	} `json:"body"`
+}
+
+func rssKB(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				f := strings.Fields(line)
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+func run(cfg config) error {
+	auth := app.NewAuth(cfg.secret)
+	st := &stats{perBcast: map[string]*bcastStat{}}
+	rssBefore := rssKB(cfg.pids)
+
+	clients := make([]*client, cfg.conns)
+	var dialErrs atomic.Int64
+	start := time.Now()
+	sem := make(chan struct{}, cfg.dialConc)
+	var wg sync.WaitGroup
+	for i := range clients {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			uid := cfg.uidBase + uint64(i)
+			c, err := dial(cfg, auth, uid, i)
+			if err != nil {
+				if dialErrs.Add(1) <= 3 {
+					fmt.Fprintln(os.Stderr, "dial:", err)
+				}
+				return
+			}
+			clients[i] = c
+		}(i)
+	}
+	wg.Wait()
+	var live []*client
+	for _, c := range clients {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	fmt.Printf("connected %d/%d clients in %v (%d failed)\n", len(live), cfg.conns, time.Since(start).Round(time.Millisecond), dialErrs.Load())
+	if len(live) == 0 {
+		return fmt.Errorf("no client connected")
+	}
+	for _, c := range live {
+		go read(c, st)
+	}
+	time.Sleep(cfg.quiet)
+	rssAfter := rssKB(cfg.pids)
+	if len(cfg.pids) > 0 {
+		fmt.Printf("server RSS: %.1f MiB before, %.1f MiB with %d clients → %.1f KiB per connection\n",
+			float64(rssBefore)/1024, float64(rssAfter)/1024, len(live), float64(rssAfter-rssBefore)/float64(len(live)))
+	}
+	switch cfg.mode {
+	case "direct":
+		err := direct(cfg, live, st)
+		closeAll(live)
+		return err
+	case "broadcast":
+		err := broadcast(cfg, live, st)
+		if len(cfg.pids) > 0 {
+			fmt.Printf("server RSS after broadcasts: %.1f MiB\n", float64(rssKB(cfg.pids))/1024)
+		}
+		closeAll(live)
+		return err
+	}
+	return fmt.Errorf("unknown mode %q", cfg.mode)
+}
+
+func closeAll(cs []*client) {
+	for _, c := range cs {
+		c.conn.Close()
+	}
+}
+
+func dial(cfg config, auth *app.Auth, uid uint64, i int) (*client, error) {
+	tok, err := auth.Mint(app.Identity{UID: uid}, 2*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	base := cfg.urls[i%len(cfg.urls)]
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + tok
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%200))}
+	d := websocket.Dialer{
+		ReadBufferSize:   1024,
+		WriteBufferSize:  1024,
+		HandshakeTimeout: 30 * time.Second,
+		NetDialContext:   (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext,
+	}
+	conn, _, err := d.Dial(u, nil)
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("read hello: %w", err)
+	}
+	var f frame
+	if json.Unmarshal(data, &f) != nil || f.Type != "hello" {
+		conn.Close()
+		return nil, fmt.Errorf("first frame is not hello: %s", data)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return &client{uid: uid, conn: conn}, nil
+}
+
+func read(c *client, st *stats) {
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		var f frame
+		if err := json.Unmarshal(data, &f); err != nil {
+			st.errors.Add(1)
+			continue
+		}
+		if f.Type != "msg" || f.Body.Sent == 0 {
+			continue
+		}
+		st.received.Add(1)
+		st.lastRecv.Store(now)
+		st.mu.Lock()
+		if f.Broadcast || f.Body.Tag != "" {
+			b := st.perBcast[f.Body.Tag]
+			if b == nil {
+				b = &bcastStat{}
+				st.perBcast[f.Body.Tag] = b
+			}
+			b.got++
+			b.last = max(b.last, now)
+		} else {
+			st.latencies = append(st.latencies, time.Duration(now-f.Body.Sent))
+		}
+		st.mu.Unlock()
+	}
+}
+
+func httpClient(n int) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConns: n, MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
+}
+
+func postJSON(hc *http.Client, url, key string, body []byte) (int, []byte, error) {
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b, nil
+}
+
+func direct(cfg config, live []*client, st *stats) error {
+	hc := httpClient(cfg.publishers)
+	var next atomic.Int64
+	var postErrs atomic.Int64
+	var pubLat []time.Duration
+	var pubMu sync.Mutex
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for {
+				n := next.Add(1)
+				if n > int64(cfg.msgs) {
+					break
+				}
+				if cfg.rate > 0 { // message n is due at start + n/rate
+					time.Sleep(time.Until(start.Add(time.Duration(n) * time.Second / time.Duration(cfg.rate))))
+				}
+				c := live[rand.IntN(len(live))]
+				t0 := time.Now()
+				body := fmt.Appendf(nil, `{"to_uid":%d,"kind":"bench","body":{"sent":%d}}`, c.uid, t0.UnixNano())
+				code, resp, err := postJSON(hc, cfg.ingest+"/internal/v1/messages", cfg.key, body)
+				mine = append(mine, time.Since(t0))
+				if err != nil || code != 202 {
+					if postErrs.Add(1) <= 3 {
+						fmt.Fprintf(os.Stderr, "post: %d %s %v\n", code, resp, err)
+					}
+				}
+			}
+			pubMu.Lock()
+			pubLat = append(pubLat, mine...)
+			pubMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	pubDur := time.Since(start)
+	want := int64(cfg.msgs) - postErrs.Load()
+	deadline := time.Now().Add(cfg.timeout)
+	for st.received.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := st.received.Load()
+	span := time.Duration(st.lastRecv.Load() - start.UnixNano())
+	st.mu.Lock()
+	lat := st.latencies
+	st.mu.Unlock()
+	fmt.Printf("posted %d messages in %v (%d failed): %.0f publish/s; ingest p50 %v p99 %v\n",
+		cfg.msgs, pubDur.Round(time.Millisecond), postErrs.Load(), float64(cfg.msgs)/pubDur.Seconds(), pct(pubLat, 50), pct(pubLat, 99))
+	fmt.Printf("delivered %d/%d in %v: %.0f delivered/s\n", got, want, span.Round(time.Millisecond), float64(got)/span.Seconds())
+	fmt.Printf("publish→receive latency: p50 %v  p90 %v  p99 %v  max %v\n", pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 100))
+	if got < want {
+		return fmt.Errorf("%d messages not delivered", want-got)
+	}
+	return nil
+}
+
+func broadcast(cfg config, live []*client, st *stats) error {
+	hc := httpClient(4)
+	var times []time.Duration
+	for i := range cfg.broadcasts {
+		tag := fmt.Sprintf("b%d-%d", cfg.uidBase, i)
+		t0 := time.Now()
+		body := fmt.Appendf(nil, `{"segment":"all","kind":"bench","body":{"sent":%d,"tag":%q}}`, t0.UnixNano(), tag)
+		code, resp, err := postJSON(hc, cfg.ingest+"/internal/v1/broadcasts", cfg.key, body)
+		if err != nil || code != 202 {
+			return fmt.Errorf("broadcast post: %d %s %v", code, resp, err)
+		}
+		deadline := time.Now().Add(cfg.timeout)
+		for {
+			st.mu.Lock()
+			b := st.perBcast[tag]
+			done := b != nil && b.got >= len(live)
+			var last int64
+			var got int
+			if b != nil {
+				last, got = b.last, b.got
+			}
+			st.mu.Unlock()
+			if done {
+				times = append(times, time.Duration(last-t0.UnixNano()))
+				fmt.Printf("broadcast %d: all %d clients in %v\n", i, len(live), times[len(times)-1].Round(time.Millisecond))
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("broadcast %d reached %d/%d clients", i, got, len(live))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	fmt.Printf("fan-out time: median %v (min %v, max %v) over %d broadcasts to %d clients\n",
+		pct(times, 50), pct(times, 0), pct(times, 100), len(times), len(live))
+	return nil
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s) - 1) * p / 100
+	return s[i].Round(10 * time.Microsecond)
+}
+

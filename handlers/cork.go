@@ -1,0 +1,80 @@
+package handlers
+
+import (
+	"crypto/tls"
+	"net"
+	"sync"
+)
+
+// corkConn lets the WebSocket writer coalesce the frames of one batch into
+// a single write system call. The library writes every frame straight to
+// the connection; between Cork and Uncork those writes are buffered here
+// and leave together. Writes made by the library on other goroutines
+// (pongs, close frames) share the same lock and buffer, so order holds.
+// Safe for concurrent use.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    *[]byte
+}
+
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked {
+		if c.buf == nil {
+			c.buf = corkBufs.Get().(*[]byte)
+		}
+		*c.buf = append(*c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Cork starts buffering writes.
+func (c *corkConn) Cork() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// Uncork writes what was buffered in one call and stops buffering.
+func (c *corkConn) Uncork() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if c.buf == nil {
+		return nil
+	}
+	b := c.buf
+	c.buf = nil
+	_, err := c.Conn.Write(*b)
+	if cap(*b) <= 64<<10 { // keep pooled buffers small
+		*b = (*b)[:0]
+		corkBufs.Put(b)
+	}
+	return err
+}
+
+// corkListener wraps accepted connections in corkConn.
+type corkListener struct{ net.Listener }
+
+func (l corkListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &corkConn{Conn: c}, nil
+}
+
+// corkOf finds the corkConn under a request's connection (through TLS).
+func corkOf(c net.Conn) *corkConn {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	cc, _ := c.(*corkConn)
+	return cc
+}
