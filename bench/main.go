@@ -399,4 +399,3 @@ func pct(d []time.Duration, p int) time.Duration {
 	i := (len(s) - 1) * p / 100
 	return s[i].Round(10 * time.Microsecond)
 }
-
