@@ -67,7 +67,7 @@ else
   user_opt=(); [ "$(id -u)" = 0 ] && user_opt=(--user=root)
   if [ ! -d "$DATA/mysql/mysql" ]; then
     INSTALL_DB=$(find_bin mariadb-install-db mysql_install_db)
-    "$INSTALL_DB" --datadir="$DATA/mysql" --auth-root-authentication-method=normal "${user_opt[@]}" \
+    "$INSTALL_DB" --no-defaults --datadir="$DATA/mysql" --auth-root-authentication-method=normal "${user_opt[@]}" \
       --skip-test-db >"$DATA/mysql-install.log" 2>&1 || { echo "services: mariadb-install-db failed, see $DATA/mysql-install.log" >&2; exit 1; }
   fi
   nohup "$MYSQLD" --no-defaults --datadir="$DATA/mysql" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
