@@ -18,7 +18,11 @@ import (
 // Enqueuer hands deliveries to the job queue. jobs.Queue implements it; app
 // does not import asynq. The deliveries of one call become one task.
 type Enqueuer interface {
+	// EnqueueDeliver queues deliveries on the fast queue as one task.
 	EnqueueDeliver(ctx context.Context, ds []*Delivery) error
+	// EnqueueDelayed queues a delivery for inactive users on the delayed
+	// queue, where tasks are aggregated into batches.
+	EnqueueDelayed(ctx context.Context, d *Delivery) error
 }
 
 // App is one Pushdesk process: its connections, its clients of Redis and
@@ -35,6 +39,10 @@ type App struct {
 	Instance string
 	// Queue must be set before ingest is used.
 	Queue Enqueuer
+	// Now is the clock for activity routing, last seen and retention;
+	// tests replace it.
+	Now     func() time.Time
+	Metrics *Metrics
 
 	ingest      *Batcher[*Delivery]
 	shardWriter *Batcher[models.Message]
@@ -87,8 +95,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a := &App{
 		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db},
 		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(uint64(node)),
-		Log: log.With("instance", instance), Instance: instance,
+		Log: log.With("instance", instance), Instance: instance, Now: time.Now,
 	}
+	a.Metrics = newMetrics(a)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	// Concurrent ingest calls share one task: asynq handles tasks one
 	// dequeue at a time, so fewer, fuller tasks carry more messages.

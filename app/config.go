@@ -44,6 +44,27 @@ type Config struct {
 	// AdminUser and AdminPassword protect /admin/queues/. Default user
 	// "admin"; the password defaults to the ingest key.
 	AdminUser, AdminPassword string
+
+	// ActiveWithin: users seen more recently (or never seen) get the fast
+	// queue. Zero means 24h. Env PUSHDESK_ACTIVE_WITHIN.
+	ActiveWithin time.Duration
+	// ReleaseAfter: messages for users not seen for longer are released
+	// (not stored). Zero means 360h (15 days). Env PUSHDESK_RELEASE_AFTER.
+	ReleaseAfter time.Duration
+	// Retention: stored messages older than this are deleted. Zero means
+	// 360h (15 days). Env PUSHDESK_RETENTION.
+	Retention time.Duration
+
+	// AuthURL, when set, verifies opaque (non-JWT) tokens at a user center.
+	// Env PUSHDESK_AUTH_URL.
+	AuthURL string
+	// AuthTTLBase and AuthTTLJitter: a user-center answer is cached for
+	// base + rand(1..jitter). Zero means 3650s and 3000s.
+	// Env PUSHDESK_AUTH_TTL_BASE, PUSHDESK_AUTH_TTL_JITTER.
+	AuthTTLBase, AuthTTLJitter time.Duration
+	// AuthNegativeTTL caches a rejected token. Zero means 60s.
+	// Env PUSHDESK_AUTH_NEGATIVE_TTL.
+	AuthNegativeTTL time.Duration
 }
 
 // ConfigFromEnv reads the configuration from the environment and checks
@@ -62,13 +83,24 @@ func ConfigFromEnv() (Config, error) {
 		AdminUser:     env("PUSHDESK_ADMIN_USER", "admin"),
 		AdminPassword: os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
 		RunWorkers:    os.Getenv("PUSHDESK_WORKERS") != "0",
+		AuthURL:       os.Getenv("PUSHDESK_AUTH_URL"),
 	}
 	var err error
 	if c.Heartbeat, err = envDuration("PUSHDESK_HEARTBEAT"); err != nil {
 		return c, err
 	}
-	if c.QueuePoll, err = envDuration("PUSHDESK_QUEUE_POLL"); err != nil {
-		return c, err
+	for key, dst := range map[string]*time.Duration{
+		"PUSHDESK_QUEUE_POLL":        &c.QueuePoll,
+		"PUSHDESK_ACTIVE_WITHIN":     &c.ActiveWithin,
+		"PUSHDESK_RELEASE_AFTER":     &c.ReleaseAfter,
+		"PUSHDESK_RETENTION":         &c.Retention,
+		"PUSHDESK_AUTH_TTL_BASE":     &c.AuthTTLBase,
+		"PUSHDESK_AUTH_TTL_JITTER":   &c.AuthTTLJitter,
+		"PUSHDESK_AUTH_NEGATIVE_TTL": &c.AuthNegativeTTL,
+	} {
+		if *dst, err = envDuration(key); err != nil {
+			return c, err
+		}
 	}
 	if v := os.Getenv("PUSHDESK_WORKER_CONCURRENCY"); v != "" {
 		if c.WorkerConcurrency, err = strconv.Atoi(v); err != nil || c.WorkerConcurrency < 1 {
@@ -86,6 +118,9 @@ func (c Config) Validate() error {
 	if c.IngestKey == "" {
 		return fmt.Errorf("PUSHDESK_INGEST_KEY is required")
 	}
+	if c.ActiveWithin > 0 && c.ReleaseAfter > 0 && c.ActiveWithin >= c.ReleaseAfter {
+		return fmt.Errorf("PUSHDESK_ACTIVE_WITHIN must be shorter than PUSHDESK_RELEASE_AFTER")
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("PUSHDESK_TLS_CERT and PUSHDESK_TLS_KEY must be set together")
 	}
@@ -101,6 +136,24 @@ func (c *Config) fillDefaults() {
 	}
 	if c.QueuePoll <= 0 {
 		c.QueuePoll = 2 * time.Millisecond
+	}
+	if c.ActiveWithin <= 0 {
+		c.ActiveWithin = 24 * time.Hour
+	}
+	if c.ReleaseAfter <= 0 {
+		c.ReleaseAfter = 15 * 24 * time.Hour
+	}
+	if c.Retention <= 0 {
+		c.Retention = 15 * 24 * time.Hour
+	}
+	if c.AuthTTLBase <= 0 {
+		c.AuthTTLBase = 3650 * time.Second
+	}
+	if c.AuthTTLJitter <= 0 {
+		c.AuthTTLJitter = 3000 * time.Second
+	}
+	if c.AuthNegativeTTL <= 0 {
+		c.AuthNegativeTTL = time.Minute
 	}
 	if c.AdminUser == "" {
 		c.AdminUser = "admin"

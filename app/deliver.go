@@ -1,165 +1,14 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 )
-
-// Ingest limits from the contract.
-const (
-	MaxRecipients = 1000
-	MaxBodyBytes  = 16 << 10
-	maxKeyLen     = 128
-)
-
-var kindRE = regexp.MustCompile(`^[a-z0-9_.-]{1,32}$`)
-
-// Delivery is one ingest call's work for the queue: one message per
-// recipient, all with the same kind and body. Ids are fixed at ingest, so
-// a retried delivery writes and pushes the same ids again (idempotent).
-type Delivery struct {
-	IDs         []uint64        `json:"ids"`
-	UIDs        []uint64        `json:"uids"`
-	Kind        string          `json:"kind"`
-	Body        json.RawMessage `json:"body"`
-	CollapseKey string          `json:"ck,omitempty"`
-	At          int64           `json:"at"` // unix ms at ingest
-}
-
-// IngestResult is the answer to an ingest call.
-type IngestResult struct {
-	IDs       []string `json:"ids"`
-	Accepted  int      `json:"accepted"`
-	Duplicate bool     `json:"duplicate"`
-}
-
-type ingestBody struct {
-	ToUID          json.RawMessage `json:"to_uid"`
-	ToUIDs         json.RawMessage `json:"to_uids"`
-	Kind           json.RawMessage `json:"kind"`
-	Body           json.RawMessage `json:"body"`
-	CollapseKey    json.RawMessage `json:"collapse_key"`
-	IdempotencyKey json.RawMessage `json:"idempotency_key"`
-}
-
-// IngestRequest is a validated POST /internal/v1/messages body.
-type IngestRequest struct {
-	UIDs           []uint64
-	Kind           string
-	Body           json.RawMessage // compact
-	CollapseKey    string
-	IdempotencyKey string
-}
-
-// ParseIngest validates a raw ingest body against the contract.
-func ParseIngest(raw []byte) (*IngestRequest, error) {
-	var b ingestBody
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
-	}
-	req := &IngestRequest{}
-	hasOne, hasMany := present(b.ToUID), present(b.ToUIDs)
-	switch {
-	case hasOne && hasMany:
-		return nil, Invalid("give to_uid or to_uids, not both")
-	case hasOne:
-		uid, ok := parseUID(b.ToUID)
-		if !ok {
-			return nil, Invalid("to_uid must be a positive integer")
-		}
-		req.UIDs = []uint64{uid}
-	case hasMany:
-		var list []json.RawMessage
-		if err := json.Unmarshal(b.ToUIDs, &list); err != nil {
-			return nil, Invalid("to_uids must be an array of positive integers")
-		}
-		if len(list) == 0 || len(list) > MaxRecipients {
-			return nil, Invalid("to_uids must hold 1 to %d user ids, got %d", MaxRecipients, len(list))
-		}
-		seen := make(map[uint64]struct{}, len(list))
-		for i, r := range list {
-			uid, ok := parseUID(r)
-			if !ok {
-				return nil, Invalid("to_uids[%d] must be a positive integer", i)
-			}
-			if _, dup := seen[uid]; dup {
-				continue
-			}
-			seen[uid] = struct{}{}
-			req.UIDs = append(req.UIDs, uid)
-		}
-	default:
-		return nil, Invalid("to_uid or to_uids is required")
-	}
-	if !present(b.Kind) || json.Unmarshal(b.Kind, &req.Kind) != nil || !kindRE.MatchString(req.Kind) {
-		return nil, Invalid("kind must be a string matching [a-z0-9_.-]{1,32}")
-	}
-	if !present(b.Body) || bytes.TrimSpace(b.Body)[0] != '{' {
-		return nil, Invalid("body must be a JSON object")
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, b.Body); err != nil {
-		return nil, Invalid("body must be a JSON object")
-	}
-	if compact.Len() > MaxBodyBytes {
-		return nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
-	}
-	req.Body = compact.Bytes()
-	var err error
-	if req.CollapseKey, err = optString(b.CollapseKey, "collapse_key"); err != nil {
-		return nil, err
-	}
-	if req.IdempotencyKey, err = optString(b.IdempotencyKey, "idempotency_key"); err != nil {
-		return nil, err
-	}
-	return req, nil
-}
-
-func present(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
-
-func parseUID(r json.RawMessage) (uint64, bool) {
-	uid, err := strconv.ParseUint(string(r), 10, 63)
-	return uid, err == nil && uid > 0
-}
-
-func optString(r json.RawMessage, name string) (string, error) {
-	if !present(r) {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(r, &s); err != nil {
-		return "", Invalid("%s must be a string", name)
-	}
-	if len(s) > maxKeyLen {
-		return "", Invalid("%s is longer than %d bytes", name, maxKeyLen)
-	}
-	return s, nil
-}
-
-// Ingest assigns ids and hands the delivery to the queue.
-func (a *App) Ingest(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
-	d := &Delivery{UIDs: req.UIDs, Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: time.Now().UnixMilli()}
-	res := &IngestResult{IDs: make([]string, len(req.UIDs)), Accepted: len(req.UIDs)}
-	d.IDs = make([]uint64, len(req.UIDs))
-	for i := range req.UIDs {
-		d.IDs[i] = a.IDs.Next()
-		res.IDs[i] = FormatID(d.IDs[i])
-	}
-	if err := a.ingest.Submit(ctx, d); err != nil {
-		a.Log.Error("enqueue delivery", "err", err)
-		return nil, ErrUnavailable
-	}
-	return res, nil
-}
 
 // Deliver stores deliveries' messages in their shards, counts them and
 // pushes them to every connection of their users. It returns only when the
@@ -173,19 +22,34 @@ func (a *App) Ingest(ctx context.Context, req *IngestRequest) (*IngestResult, er
 // they are pushed to now (with counts rebuilt from MySQL). A retry (retry
 // is true) stores first, rebuilds the counters and only then pushes.
 func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
-	var rows []models.Message
+	var rows, collapsing []models.Message
 	for _, d := range ds {
 		if len(d.IDs) != len(d.UIDs) {
 			return fmt.Errorf("delivery has %d ids for %d users", len(d.IDs), len(d.UIDs))
 		}
 		at := time.UnixMilli(d.At).UTC()
+		a.Metrics.QueueLatency.Observe(time.Since(at).Seconds())
 		for i, uid := range d.UIDs {
-			rows = append(rows, models.Message{
+			m := models.Message{
 				ID: d.IDs[i], ToUID: uid, Kind: d.Kind, Body: string(d.Body), CollapseKey: d.CollapseKey,
 				Count: 1, SortKey: d.IDs[i], CreatedAt: at, UpdatedAt: at,
-			})
+			}
+			if m.CollapseKey != "" {
+				collapsing = append(collapsing, m)
+			} else {
+				rows = append(rows, m)
+			}
 		}
 	}
+	for i := range collapsing {
+		if err := a.deliverCollapsed(ctx, collapsing[i], retry); err != nil {
+			return err
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	a.Metrics.Stored.Add(float64(len(rows)))
 	if retry {
 		if err := a.shardWriter.Submit(ctx, rows...); err != nil {
 			return fmt.Errorf("store delivery: %w", err)
@@ -217,6 +81,40 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	for _, i := range stale { // online, but the counter cache had expired
 		if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
 			_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
+		}
+	}
+	return nil
+}
+
+// deliverCollapsed stores m through the collapse upsert, then counts it
+// (only if it made a new message) and pushes the resulting message: for a
+// merge that is the existing id with its new count.
+func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool) error {
+	row, err := a.Repo.UpsertCollapsed(ctx, m)
+	if err != nil {
+		return err
+	}
+	incr := "1"
+	if row.ID != m.ID {
+		incr = "0"
+		a.Metrics.Collapsed.Inc()
+	} else {
+		a.Metrics.Stored.Inc()
+	}
+	if retry {
+		if err := a.resetUnread(ctx, m.ToUID); err != nil {
+			return fmt.Errorf("reset counters: %w", err)
+		}
+		incr = "0"
+	}
+	res := deliverScript.Exec(ctx, a.Redis, []string{keyUnread(m.ToUID), keyUserConns(m.ToUID)}, []string{m.Kind, incr})
+	online, counted, err := a.pushDelivered(ctx, &row, res)
+	if err != nil {
+		a.Log.Warn("push failed", "uid", m.ToUID, "err", err)
+	}
+	if online && !counted {
+		if u, err := a.Unread(ctx, m.ToUID); err == nil {
+			_ = a.pushToUser(ctx, m.ToUID, unreadFrameOf(u))
 		}
 	}
 	return nil
@@ -290,5 +188,6 @@ func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.
 		frames = append(frames, unreadFrameOf(unreadFromHash(h)))
 		counted = true
 	}
+	a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
 	return true, counted, a.route(ctx, m.ToUID, inst, frames)
 }

@@ -28,3 +28,9 @@ const (
 	// fieldExists marks a rebuilt hash, so that "all zero" differs from "missing".
 	fieldExists = "~"
 )
+
+// keyIdempotency holds an ingest call's result under its idempotency key.
+func keyIdempotency(k string) string { return keyPrefix + "idem:" + k }
+
+// keySeen is a user's last-seen time (unix ms; "0" = never seen, cached).
+func keySeen(uid uint64) string { return keyPrefix + "seen:" + u64(uid) }

@@ -48,7 +48,7 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 			continue
 		}
 		if id == a.Instance {
-			a.Hub.Deliver(uid, frames...)
+			a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, frames...)))
 			continue
 		}
 		if payload == nil {
@@ -120,7 +120,7 @@ func (a *App) listen() {
 				a.Log.Warn("drop malformed envelope", "err", err)
 				return
 			}
-			a.Hub.Deliver(uid, frames...) // only queues: never blocks the pipeline
+			a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, frames...))) // only queues: never blocks the pipeline
 		})
 		if a.ctx.Err() != nil {
 			return

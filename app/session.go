@@ -63,7 +63,8 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	c.EndReplay(replayed)
 	a.connLog.Add(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
 		Role: string(id.Role), Event: "connect", RemoteAddr: opt.RemoteAddr, At: time.Now().UTC()})
-	a.lastSeen.Add(models.LastSeen{UID: id.UID, LastSeen: time.Now().UTC()})
+	a.touchSeen(ctx, id.UID)
+	a.Metrics.Connects.Inc()
 	return c, nil
 }
 
@@ -108,10 +109,22 @@ func (a *App) Disconnect(c *hub.Client, remote string) {
 	if err := a.unregisterConn(ctx, c); err != nil {
 		a.Log.Warn("unregister connection", "uid", c.UID, "conn", c.ConnID, "err", err)
 	}
-	now := time.Now().UTC()
 	a.connLog.Add(models.ConnEvent{UID: c.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: c.Transport,
-		Role: c.Role, Event: "disconnect", RemoteAddr: remote, At: now})
-	a.lastSeen.Add(models.LastSeen{UID: c.UID, LastSeen: now})
+		Role: c.Role, Event: "disconnect", RemoteAddr: remote, At: time.Now().UTC()})
+	a.touchSeen(ctx, c.UID)
+}
+
+// Heartbeat records that c's peer is alive (a pong or any frame): its
+// user's last seen moves, at most once per seenEvery per connection.
+func (a *App) Heartbeat(c *hub.Client) {
+	now := time.Now().UnixNano()
+	last := c.LastTouch.Load()
+	if now-last < int64(seenEvery) || !c.LastTouch.CompareAndSwap(last, now) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	a.touchSeen(ctx, c.UID)
 }
 
 type clientFrame struct {

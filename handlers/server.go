@@ -28,6 +28,7 @@ type Server struct {
 	internalLn       net.Listener
 	queue            *asynq.Client
 	worker           *asynq.Server
+	scheduler        *asynq.Scheduler
 	draining         atomic.Bool
 }
 
@@ -42,6 +43,9 @@ func NewServer(a *app.App) (*Server, error) {
 	a.Queue = jobs.Queue{Client: s.queue}
 	if a.Cfg.RunWorkers {
 		s.worker = jobs.NewServer(redisOpt, a.Cfg, a.Log)
+		if s.scheduler, err = jobs.NewScheduler(redisOpt, a.Log); err != nil {
+			return nil, err
+		}
 	}
 	s.public = newFiber(a)
 	if a.Cfg.InternalAddr != "" {
@@ -126,6 +130,9 @@ func (s *Server) Start() error {
 		if err := s.worker.Start(jobs.NewMux(s.App)); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
+		if err := s.scheduler.Start(); err != nil {
+			return fmt.Errorf("start scheduler: %w", err)
+		}
 	}
 	return nil
 }
@@ -163,6 +170,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 	_ = s.public.ShutdownWithTimeout(timeout)
 	if s.internal != nil {
 		_ = s.internal.ShutdownWithTimeout(timeout)
+	}
+	if s.scheduler != nil {
+		s.scheduler.Shutdown()
 	}
 	if s.worker != nil {
 		s.worker.Shutdown()

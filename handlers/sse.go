@@ -14,7 +14,10 @@ import (
 const sseHeartbeat = 20 * time.Second
 
 // sseWriter is the SSE side of hub.Writer.
-type sseWriter struct{ w *bufio.Writer }
+type sseWriter struct {
+	w         *bufio.Writer
+	heartbeat func() // a successful ping shows the peer is still there
+}
 
 func (s sseWriter) Write(frames []hub.Frame) error {
 	for _, f := range frames {
@@ -33,7 +36,11 @@ func (s sseWriter) Write(frames []hub.Frame) error {
 
 func (s sseWriter) Ping() error {
 	s.w.WriteString(": ping\n\n")
-	return s.w.Flush()
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	s.heartbeat()
+	return nil
 }
 
 func (s sseWriter) Close(code int, reason string) {
@@ -73,7 +80,7 @@ func sseHandler(s *Server) fiber.Handler {
 		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 			w.WriteString("retry: 2000\n\n")
 			if w.Flush() == nil {
-				_ = cl.Run(sseWriter{w}, min(sseHeartbeat, a.Cfg.Heartbeat))
+				_ = cl.Run(sseWriter{w: w, heartbeat: func() { a.Heartbeat(cl) }}, min(sseHeartbeat, a.Cfg.Heartbeat))
 			}
 			a.Disconnect(cl, remote)
 		})

@@ -92,13 +92,17 @@ func wsHandler(s *Server) fiber.Handler {
 		}()
 		idle := a.Cfg.Heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
-		conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(idle)) })
+		conn.SetPongHandler(func(string) error {
+			a.Heartbeat(c)
+			return conn.SetReadDeadline(time.Now().Add(idle))
+		})
 		for {
 			mt, data, err := conn.ReadMessage()
 			if err != nil {
 				break
 			}
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
+			a.Heartbeat(c)
 			if mt != websocket.TextMessage && mt != websocket.BinaryMessage {
 				continue
 			}

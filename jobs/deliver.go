@@ -25,13 +25,42 @@ type DeliverPayload struct {
 	Deliveries []*app.Delivery `json:"d"`
 }
 
+// GroupInactive is the asynq group that batches deliveries on the delayed
+// queue (see aggregateDeliveries).
+const GroupInactive = "inactive"
+
+var deliverOpts = []asynq.Option{asynq.MaxRetry(20), asynq.Timeout(60 * time.Second)}
+
 // NewDeliverTask wraps deliveries for the fast queue.
 func NewDeliverTask(ds []*app.Delivery) (*asynq.Task, error) {
 	payload, err := json.Marshal(DeliverPayload{Deliveries: ds})
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
-	return asynq.NewTask(TypeDeliver, payload, asynq.Queue(QueueFast), asynq.MaxRetry(20), asynq.Timeout(30*time.Second)), nil
+	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...)...), nil
+}
+
+// NewDelayedDeliverTask wraps a delivery for inactive users: it waits in
+// the delayed queue's group until the group is flushed as one task.
+func NewDelayedDeliverTask(d *app.Delivery) (*asynq.Task, error) {
+	payload, err := json.Marshal(DeliverPayload{Deliveries: []*app.Delivery{d}})
+	if err != nil {
+		return nil, fmt.Errorf("encode delivery: %w", err)
+	}
+	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueDelayed), asynq.Group(GroupInactive)}, deliverOpts...)...), nil
+}
+
+// aggregateDeliveries merges a flushed group into one TypeDeliver task.
+func aggregateDeliveries(group string, tasks []*asynq.Task) *asynq.Task {
+	var all []*app.Delivery
+	for _, t := range tasks {
+		var p DeliverPayload
+		if err := json.Unmarshal(t.Payload(), &p); err == nil {
+			all = append(all, p.Deliveries...)
+		}
+	}
+	payload, _ := json.Marshal(DeliverPayload{Deliveries: all})
+	return asynq.NewTask(TypeDeliver, payload)
 }
 
 // DeliverHandler runs TypeDeliver tasks.
@@ -60,6 +89,18 @@ func (q Queue) EnqueueDeliver(ctx context.Context, ds []*app.Delivery) error {
 	}
 	if _, err := q.Client.EnqueueContext(ctx, t); err != nil {
 		return fmt.Errorf("enqueue delivery: %w", err)
+	}
+	return nil
+}
+
+// EnqueueDelayed implements app.Enqueuer.
+func (q Queue) EnqueueDelayed(ctx context.Context, d *app.Delivery) error {
+	t, err := NewDelayedDeliverTask(d)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Client.EnqueueContext(ctx, t); err != nil {
+		return fmt.Errorf("enqueue delayed delivery: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 func NewMux(a *app.App) *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeDeliver, DeliverHandler{App: a})
+	mux.Handle(TypeRetention, RetentionHandler{App: a})
 	return mux
 }
 
@@ -26,8 +27,14 @@ func NewServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) *asyn
 		TaskCheckInterval:        cfg.QueuePoll,
 		DelayedTaskCheckInterval: time.Second,
 		ShutdownTimeout:          10 * time.Second,
-		Logger:                   slogAdapter{log.With("component", "asynq")},
-		LogLevel:                 asynq.WarnLevel,
+		// Deliveries for inactive users are batched: a group is flushed
+		// after 2 s without new tasks, 10 s at most, or at 500 tasks.
+		GroupAggregator:  asynq.GroupAggregatorFunc(aggregateDeliveries),
+		GroupGracePeriod: 2 * time.Second,
+		GroupMaxDelay:    10 * time.Second,
+		GroupMaxSize:     500,
+		Logger:           slogAdapter{log.With("component", "asynq")},
+		LogLevel:         asynq.WarnLevel,
 	})
 }
 
@@ -46,4 +53,13 @@ func fmtArgs(args []any) string {
 		}
 	}
 	return fmt.Sprint(args...)
+}
+
+// NewScheduler registers the periodic tasks (retention).
+func NewScheduler(redis asynq.RedisConnOpt, log *slog.Logger) (*asynq.Scheduler, error) {
+	s := asynq.NewScheduler(redis, &asynq.SchedulerOpts{Logger: slogAdapter{log.With("component", "scheduler")}, LogLevel: asynq.WarnLevel})
+	if _, err := s.Register(RetentionEvery, NewRetentionTask()); err != nil {
+		return nil, fmt.Errorf("schedule retention: %w", err)
+	}
+	return s, nil
 }

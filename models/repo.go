@@ -242,3 +242,75 @@ func (r *Repo) InsertConnEvents(ctx context.Context, rows []ConnEvent) error {
 	}
 	return nil
 }
+
+// LastSeen returns the stored last-seen rows of uids (absent: never seen).
+func (r *Repo) LastSeen(ctx context.Context, uids []uint64) ([]LastSeen, error) {
+	var rows []LastSeen
+	if err := r.DB.NewSelect().Model(&rows).Where("uid IN (?)", bun.In(uids)).Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read last seen of %d users: %w", len(uids), err)
+	}
+	return rows, nil
+}
+
+// UpsertCollapsed stores m, a message with a collapse key: when its user
+// has an unread message of the same kind and key, that one counts up,
+// takes m's body and moves to m's place in the order instead. It returns
+// the resulting row. Applying the same m twice changes nothing the second
+// time (the count only moves for a newer sort key).
+func (r *Repo) UpsertCollapsed(ctx context.Context, m Message) (Message, error) {
+	var out Message
+	err := r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.NewInsert().Model(&m).ModelTableExpr(ShardTable(m.ToUID)).
+			On("DUPLICATE KEY UPDATE").
+			Set("count = count + IF(VALUES(sort_key) > sort_key, 1, 0)").
+			Set("body = IF(VALUES(sort_key) > sort_key, VALUES(body), body)").
+			Set("updated_at = IF(VALUES(sort_key) > sort_key, VALUES(updated_at), updated_at)").
+			Set("sort_key = GREATEST(sort_key, VALUES(sort_key))"). // last: the SETs above read the old value
+			Exec(ctx)
+		if err != nil {
+			return err
+		}
+		expr, table := shardExpr(m.ToUID)
+		return tx.NewSelect().Model(&out).ModelTableExpr(expr, table).
+			Where("m.to_uid = ? AND (m.id = ? OR m.collapse_open = CONCAT(?, '/', ?))", m.ToUID, m.ID, m.Kind, m.CollapseKey).
+			OrderExpr("m.sort_key DESC").Limit(1).Scan(ctx)
+	})
+	if err != nil {
+		return Message{}, fmt.Errorf("upsert collapsed message for %d: %w", m.ToUID, err)
+	}
+	return out, nil
+}
+
+// DeleteOlder deletes up to limit messages created before cutoff from one
+// shard. It returns how many went and the users who lost unread ones.
+func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, limit int) (int, []uint64, error) {
+	table := fmt.Sprintf("user_push_msg_%d", shard)
+	var rows []struct {
+		ID     uint64 `bun:"id"`
+		ToUID  uint64 `bun:"to_uid"`
+		IsRead bool   `bun:"is_read"`
+	}
+	if err := r.DB.NewSelect().TableExpr("? AS m", bun.Ident(table)).Column("m.id", "m.to_uid", "m.is_read").
+		Where("m.created_at < ?", cutoff).Limit(int64(limit)).Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, err
+	}
+	if len(rows) == 0 {
+		return 0, nil, nil
+	}
+	ids := make([]uint64, len(rows))
+	seen := map[uint64]bool{}
+	var unreadOf []uint64
+	for i, row := range rows {
+		ids[i] = row.ID
+		if !row.IsRead && !seen[row.ToUID] {
+			seen[row.ToUID] = true
+			unreadOf = append(unreadOf, row.ToUID)
+		}
+	}
+	res, err := r.DB.NewDelete().TableExpr("?", bun.Ident(table)).Where("id IN (?)", bun.In(ids)).Exec(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	n, _ := res.RowsAffected()
+	return int(n), unreadOf, nil
+}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +52,8 @@ type Client struct {
 	ConnID    string
 	Role      string
 	Transport string // "ws" or "sse"
+	// LastTouch is when the app last recorded this peer as alive (unix ns).
+	LastTouch atomic.Int64
 
 	mu        sync.Mutex
 	queue     []Frame
@@ -68,12 +71,14 @@ type Client struct {
 // NewClient returns a client in replay mode: frames sent with Send are held
 // until EndReplay, so the replay and live stream do not interleave.
 func NewClient(uid uint64, connID, role, transport string) *Client {
-	return &Client{
+	c := &Client{
 		UID: uid, ConnID: connID, Role: role, Transport: transport,
 		replaying: true,
 		notify:    make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
+	c.LastTouch.Store(time.Now().UnixNano())
+	return c
 }
 
 // Send queues live frames. It reports false when the client is closed. A

@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/pushdesk/pushdesk/models"
+)
+
+// Route is where a message for a user goes, by how recently they were seen.
+type Route int
+
+// Routes (seed 002): active or never-seen users get the fast queue, users
+// away for a while the delayed (batched, lower-priority) queue, and users
+// gone for longer than ReleaseAfter get nothing stored.
+const (
+	RouteFast Route = iota
+	RouteDelayed
+	RouteReleased
+)
+
+// neverSeenTTL caches "never seen" so unknown users do not cost a MySQL
+// query on every message.
+const neverSeenTTL = time.Hour
+
+// RouteFor decides the route for a user last seen at seen (zero: never)
+// at time now.
+func (c Config) RouteFor(seen, now time.Time) Route {
+	if seen.IsZero() {
+		return RouteFast
+	}
+	switch age := now.Sub(seen); {
+	case age <= c.ActiveWithin:
+		return RouteFast
+	case age <= c.ReleaseAfter:
+		return RouteDelayed
+	default:
+		return RouteReleased
+	}
+}
+
+// routes returns the route of each uid.
+func (a *App) routes(ctx context.Context, uids []uint64) ([]Route, error) {
+	seen, err := a.LastSeen(ctx, uids)
+	if err != nil {
+		return nil, err
+	}
+	now := a.Now()
+	out := make([]Route, len(uids))
+	for i := range uids {
+		out[i] = a.Cfg.RouteFor(seen[i], now)
+	}
+	return out, nil
+}
+
+// LastSeen returns each uid's last-seen time (zero when never seen), from
+// Redis, falling back to the user_last_seen table.
+func (a *App) LastSeen(ctx context.Context, uids []uint64) ([]time.Time, error) {
+	keys := make([]string, len(uids))
+	for i, u := range uids {
+		keys[i] = keySeen(u)
+	}
+	vals, err := a.Redis.Do(ctx, a.Redis.B().Mget().Key(keys...).Build()).ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("read last seen: %w", err)
+	}
+	out := make([]time.Time, len(uids))
+	var missing []uint64
+	missingAt := map[uint64][]int{}
+	for i, v := range vals {
+		s, err := v.ToString()
+		if err != nil { // nil: not cached
+			missing = append(missing, uids[i])
+			missingAt[uids[i]] = append(missingAt[uids[i]], i)
+			continue
+		}
+		if ms, _ := strconv.ParseInt(s, 10, 64); ms > 0 {
+			out[i] = time.UnixMilli(ms)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	rows, err := a.Repo.LastSeen(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[uint64]time.Time, len(rows))
+	for _, r := range rows {
+		found[r.UID] = r.LastSeen
+	}
+	for _, u := range missing {
+		t, ok := found[u]
+		for _, i := range missingAt[u] {
+			out[i] = t
+		}
+		if ok {
+			a.cacheSeen(ctx, u, t)
+		} else {
+			a.Redis.Do(ctx, a.Redis.B().Set().Key(keySeen(u)).Value("0").Nx().Ex(neverSeenTTL).Build())
+		}
+	}
+	return out, nil
+}
+
+func (a *App) cacheSeen(ctx context.Context, uid uint64, t time.Time) {
+	ttl := a.Cfg.ReleaseAfter + 24*time.Hour
+	a.Redis.Do(ctx, a.Redis.B().Set().Key(keySeen(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(ttl).Build())
+}
+
+// touchSeen records that uid is active now (connect, disconnect,
+// heartbeat): in Redis at once, in MySQL through the batch writer.
+func (a *App) touchSeen(ctx context.Context, uid uint64) {
+	now := a.Now().UTC()
+	a.cacheSeen(ctx, uid, now)
+	a.lastSeen.Add(models.LastSeen{UID: uid, LastSeen: now})
+}
+
+// seenEvery throttles heartbeat updates of last seen per connection.
+const seenEvery = time.Minute

@@ -1,0 +1,258 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Ingest limits from the contract.
+const (
+	MaxRecipients = 1000
+	MaxBodyBytes  = 16 << 10
+	maxKeyLen     = 128
+)
+
+var kindRE = regexp.MustCompile(`^[a-z0-9_.-]{1,32}$`)
+
+// Delivery is one ingest call's work for the queue: one message per
+// recipient, all with the same kind and body. Ids are fixed at ingest, so
+// a retried delivery writes and pushes the same ids again (idempotent).
+type Delivery struct {
+	IDs         []uint64        `json:"ids"`
+	UIDs        []uint64        `json:"uids"`
+	Kind        string          `json:"kind"`
+	Body        json.RawMessage `json:"body"`
+	CollapseKey string          `json:"ck,omitempty"`
+	At          int64           `json:"at"` // unix ms at ingest
+}
+
+// IngestResult is the answer to an ingest call. IDs has one id per
+// distinct recipient, in order; Released (an extension) counts recipients
+// inactive for too long, whose message was not stored (their id names
+// nothing).
+type IngestResult struct {
+	IDs       []string `json:"ids"`
+	Accepted  int      `json:"accepted"`
+	Duplicate bool     `json:"duplicate"`
+	Released  int      `json:"released,omitempty"`
+}
+
+type ingestBody struct {
+	ToUID          json.RawMessage `json:"to_uid"`
+	ToUIDs         json.RawMessage `json:"to_uids"`
+	Kind           json.RawMessage `json:"kind"`
+	Body           json.RawMessage `json:"body"`
+	CollapseKey    json.RawMessage `json:"collapse_key"`
+	IdempotencyKey json.RawMessage `json:"idempotency_key"`
+}
+
+// IngestRequest is a validated POST /internal/v1/messages body.
+type IngestRequest struct {
+	UIDs           []uint64
+	Kind           string
+	Body           json.RawMessage // compact
+	CollapseKey    string
+	IdempotencyKey string
+}
+
+// ParseIngest validates a raw ingest body against the contract.
+func ParseIngest(raw []byte) (*IngestRequest, error) {
+	var b ingestBody
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
+	}
+	req := &IngestRequest{}
+	hasOne, hasMany := present(b.ToUID), present(b.ToUIDs)
+	switch {
+	case hasOne && hasMany:
+		return nil, Invalid("give to_uid or to_uids, not both")
+	case hasOne:
+		uid, ok := parseUID(b.ToUID)
+		if !ok {
+			return nil, Invalid("to_uid must be a positive integer")
+		}
+		req.UIDs = []uint64{uid}
+	case hasMany:
+		var list []json.RawMessage
+		if err := json.Unmarshal(b.ToUIDs, &list); err != nil {
+			return nil, Invalid("to_uids must be an array of positive integers")
+		}
+		if len(list) == 0 || len(list) > MaxRecipients {
+			return nil, Invalid("to_uids must hold 1 to %d user ids, got %d", MaxRecipients, len(list))
+		}
+		seen := make(map[uint64]struct{}, len(list))
+		for i, r := range list {
+			uid, ok := parseUID(r)
+			if !ok {
+				return nil, Invalid("to_uids[%d] must be a positive integer", i)
+			}
+			if _, dup := seen[uid]; dup {
+				continue
+			}
+			seen[uid] = struct{}{}
+			req.UIDs = append(req.UIDs, uid)
+		}
+	default:
+		return nil, Invalid("to_uid or to_uids is required")
+	}
+	if !present(b.Kind) || json.Unmarshal(b.Kind, &req.Kind) != nil || !kindRE.MatchString(req.Kind) {
+		return nil, Invalid("kind must be a string matching [a-z0-9_.-]{1,32}")
+	}
+	if !present(b.Body) || bytes.TrimSpace(b.Body)[0] != '{' {
+		return nil, Invalid("body must be a JSON object")
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b.Body); err != nil {
+		return nil, Invalid("body must be a JSON object")
+	}
+	if compact.Len() > MaxBodyBytes {
+		return nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
+	}
+	req.Body = compact.Bytes()
+	var err error
+	if req.CollapseKey, err = optString(b.CollapseKey, "collapse_key"); err != nil {
+		return nil, err
+	}
+	if req.IdempotencyKey, err = optString(b.IdempotencyKey, "idempotency_key"); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+func present(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
+
+func parseUID(r json.RawMessage) (uint64, bool) {
+	uid, err := strconv.ParseUint(string(r), 10, 63)
+	return uid, err == nil && uid > 0
+}
+
+func optString(r json.RawMessage, name string) (string, error) {
+	if !present(r) {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(r, &s); err != nil {
+		return "", Invalid("%s must be a string", name)
+	}
+	if len(s) > maxKeyLen {
+		return "", Invalid("%s is longer than %d bytes", name, maxKeyLen)
+	}
+	return s, nil
+}
+
+// Ingest assigns ids, routes each recipient by activity and hands the
+// deliveries to the queues. With an idempotency key, a repeat of an
+// earlier call (also a concurrent one) answers that call's ids with
+// Duplicate set, and enqueues nothing.
+func (a *App) Ingest(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	if req.IdempotencyKey != "" {
+		return a.ingestOnce(ctx, req)
+	}
+	return a.ingestNow(ctx, req)
+}
+
+func (a *App) ingestNow(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	routes, err := a.routes(ctx, req.UIDs)
+	if err != nil {
+		a.Log.Error("route by activity", "err", err)
+		return nil, ErrUnavailable
+	}
+	at := a.Now().UnixMilli()
+	fast := &Delivery{Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: at}
+	slow := &Delivery{Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: at}
+	res := &IngestResult{IDs: make([]string, len(req.UIDs))}
+	for i, uid := range req.UIDs {
+		id := a.IDs.Next()
+		res.IDs[i] = FormatID(id)
+		switch routes[i] {
+		case RouteFast:
+			fast.IDs, fast.UIDs = append(fast.IDs, id), append(fast.UIDs, uid)
+		case RouteDelayed:
+			slow.IDs, slow.UIDs = append(slow.IDs, id), append(slow.UIDs, uid)
+		default:
+			res.Released++
+		}
+	}
+	// The delayed part first: if the fast enqueue then fails, the caller's
+	// retry repeats at most the low-priority part.
+	if len(slow.UIDs) > 0 {
+		if err := a.Queue.EnqueueDelayed(ctx, slow); err != nil {
+			a.Log.Error("enqueue delayed delivery", "err", err)
+			return nil, ErrUnavailable
+		}
+	}
+	if len(fast.UIDs) > 0 {
+		if err := a.ingest.Submit(ctx, fast); err != nil {
+			a.Log.Error("enqueue delivery", "err", err)
+			return nil, ErrUnavailable
+		}
+	}
+	res.Accepted = len(fast.UIDs) + len(slow.UIDs)
+	a.Metrics.Ingested.WithLabelValues("fast").Add(float64(len(fast.UIDs)))
+	a.Metrics.Ingested.WithLabelValues("delayed").Add(float64(len(slow.UIDs)))
+	a.Metrics.Released.Add(float64(res.Released))
+	return res, nil
+}
+
+// Idempotency keys live idemTTL (the contract asks for at least 24 h). A
+// key holds "p" while its first call runs and "d:<result JSON>" after.
+const (
+	idemTTL     = 25 * time.Hour
+	idemWait    = 3 * time.Second
+	idemPending = "p"
+	idemDone    = "d:"
+)
+
+func (a *App) ingestOnce(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	key := keyIdempotency(req.IdempotencyKey)
+	deadline := time.Now().Add(idemWait)
+	for {
+		err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(idemPending).Nx().Px(idemTTL).Build()).Error()
+		if err == nil { // ours: run it
+			res, err := a.ingestNow(ctx, req)
+			if err != nil {
+				a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(key).Build())
+				return nil, err
+			}
+			if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(idemDone+string(mustJSON(res))).Px(idemTTL).Build()).Error(); err != nil {
+				a.Log.Error("record idempotency result", "err", err)
+			}
+			return res, nil
+		}
+		if !rueidis.IsRedisNil(err) {
+			a.Log.Error("claim idempotency key", "err", err)
+			return nil, ErrUnavailable
+		}
+		v, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(key).Build()).ToString()
+		switch {
+		case err == nil && strings.HasPrefix(v, idemDone):
+			var res IngestResult
+			if err := json.Unmarshal([]byte(v[len(idemDone):]), &res); err != nil {
+				return nil, fmt.Errorf("stored idempotency result: %w", err)
+			}
+			res.Duplicate = true
+			a.Metrics.Duplicates.Inc()
+			return &res, nil
+		case err != nil && !rueidis.IsRedisNil(err):
+			a.Log.Error("read idempotency key", "err", err)
+			return nil, ErrUnavailable
+		}
+		// Pending (another call is running it) or just released: wait.
+		if time.Now().After(deadline) {
+			return nil, Errorf(409, "in_progress", "a request with this idempotency_key is still being processed; retry")
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
