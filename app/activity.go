@@ -47,7 +47,7 @@ func (a *App) routes(ctx context.Context, uids []uint64) ([]Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := a.Now()
+	now := a.Clock.Now()
 	out := make([]Route, len(uids))
 	for i := range uids {
 		out[i] = a.Cfg.RouteFor(seen[i], now)
@@ -113,7 +113,7 @@ func (a *App) cacheSeen(ctx context.Context, uid uint64, t time.Time) {
 // touchSeen records that uid is active now (connect, disconnect,
 // heartbeat): in Redis at once, in MySQL through the batch writer.
 func (a *App) touchSeen(ctx context.Context, uid uint64) {
-	now := a.Now().UTC()
+	now := a.Clock.Now().UTC()
 	a.cacheSeen(ctx, uid, now)
 	a.lastSeen.Add(models.LastSeen{UID: uid, LastSeen: now})
 }

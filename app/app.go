@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -39,11 +40,12 @@ type App struct {
 	Instance string
 	// Queue must be set before ingest is used.
 	Queue Enqueuer
-	// Now is the clock for activity routing, last seen and retention;
-	// tests replace it.
-	Now     func() time.Time
+	// Clock drives activity routing, last seen and retention; tests
+	// advance it.
+	Clock   Clock
 	Metrics *Metrics
 
+	users       *userCenter // nil without PUSHDESK_AUTH_URL
 	ingest      *Batcher[*Delivery]
 	shardWriter *Batcher[models.Message]
 	connLog     *Batcher[models.ConnEvent]
@@ -95,9 +97,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a := &App{
 		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db},
 		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(uint64(node)),
-		Log: log.With("instance", instance), Instance: instance, Now: time.Now,
+		Log: log.With("instance", instance), Instance: instance,
 	}
 	a.Metrics = newMetrics(a)
+	if cfg.AuthURL != "" {
+		a.users = &userCenter{url: cfg.AuthURL, client: &http.Client{Timeout: 2 * time.Second}}
+	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	// Concurrent ingest calls share one task: asynq handles tasks one
 	// dequeue at a time, so fewer, fuller tasks carry more messages.

@@ -165,7 +165,7 @@ func (a *App) ingestNow(ctx context.Context, req *IngestRequest) (*IngestResult,
 		a.Log.Error("route by activity", "err", err)
 		return nil, ErrUnavailable
 	}
-	at := a.Now().UnixMilli()
+	at := time.Now().UnixMilli()
 	fast := &Delivery{Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: at}
 	slow := &Delivery{Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: at}
 	res := &IngestResult{IDs: make([]string, len(req.UIDs))}

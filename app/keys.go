@@ -34,3 +34,6 @@ func keyIdempotency(k string) string { return keyPrefix + "idem:" + k }
 
 // keySeen is a user's last-seen time (unix ms; "0" = never seen, cached).
 func keySeen(uid uint64) string { return keyPrefix + "seen:" + u64(uid) }
+
+// keyToken caches a user-center answer under the token's SHA-256.
+func keyToken(sum string) string { return keyPrefix + "tok:" + sum }

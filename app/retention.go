@@ -19,7 +19,7 @@ const (
 // and returns how many went. Users who lost unread messages get their
 // counter cache rebuilt.
 func (a *App) PurgeExpired(ctx context.Context) (int64, error) {
-	cutoff := a.Now().Add(-a.Cfg.Retention).UTC()
+	cutoff := a.Clock.Now().Add(-a.Cfg.Retention).UTC()
 	var total int64
 	for shard := 0; shard < models.ShardCount; shard++ {
 		for {

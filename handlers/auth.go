@@ -26,7 +26,7 @@ func userAuth(a *app.App) fiber.Handler {
 		if tok == "" {
 			tok = c.Query("token")
 		}
-		id, err := a.Auth.Verify(tok)
+		id, err := a.Authenticate(c.UserContext(), tok)
 		if err != nil {
 			return err
 		}

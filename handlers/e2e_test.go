@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -745,4 +747,10 @@ func TestHealthAndErrors(t *testing.T) {
 		t.Fatalf("read with bad JSON = %d, want 400", code)
 	}
 	_ = bytes.MinRead
+}
+
+// tokenKey is the Redis key of a cached user-center answer.
+func tokenKey(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return "pd:tok:" + hex.EncodeToString(sum[:])
 }

@@ -27,6 +27,9 @@ func NewServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) *asyn
 		TaskCheckInterval:        cfg.QueuePoll,
 		DelayedTaskCheckInterval: time.Second,
 		ShutdownTimeout:          10 * time.Second,
+		// Retries come quickly (1 s, 2 s, 4 s … 64 s): a delivery that failed
+		// on a passing fault should not wait asynq's default 15–45 s.
+		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration { return time.Second << min(n, 6) },
 		// Deliveries for inactive users are batched: a group is flushed
 		// after 2 s without new tasks, 10 s at most, or at 500 tasks.
 		GroupAggregator:  asynq.GroupAggregatorFunc(aggregateDeliveries),

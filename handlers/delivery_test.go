@@ -1,0 +1,434 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/models"
+)
+
+// countRows returns how many rows uid has in its shard.
+func countRows(tb testing.TB, uid uint64) int {
+	tb.Helper()
+	var n int
+	if err := testDB.QueryRow("SELECT COUNT(*) FROM "+models.ShardTable(uid)+" WHERE to_uid = ?", uid).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// drain collects frames of type typ for d.
+func (c *wsClient) drain(typ string, d time.Duration) []frame {
+	c.tb.Helper()
+	var out []frame
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		_ = c.conn.SetReadDeadline(end)
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		var f frame
+		_ = json.Unmarshal(data, &f)
+		if f.str("type") == typ {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func TestIdempotentIngestRacing(t *testing.T) {
+	uid := newUID()
+	ws := dialWS(t, uid)
+	ws.until("hello")
+	body := fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"t":1},"idempotency_key":"race-%d"}`, uid, uid)
+	const n = 8
+	type answer struct {
+		code int
+		body map[string]any
+	}
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			code, b := post(t, "/internal/v1/messages", testIngestKey, body)
+			answers[i] = answer{code, b}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	firsts := 0
+	var ids string
+	for i, a := range answers {
+		switch {
+		case a.code == 202 && a.body["duplicate"] == false:
+			firsts++
+		case a.code == 200 && a.body["duplicate"] == true:
+		default:
+			t.Fatalf("answer %d = %d %v, want 202 once and 200 duplicate otherwise", i, a.code, a.body)
+		}
+		got := fmt.Sprint(a.body["ids"])
+		if ids == "" {
+			ids = got
+		} else if got != ids {
+			t.Fatalf("answer %d ids = %s, want %s like the others", i, got, ids)
+		}
+	}
+	if firsts != 1 {
+		t.Fatalf("%d first answers, want 1", firsts)
+	}
+	msgs := ws.drain("msg", 1500*time.Millisecond)
+	if len(msgs) != 1 {
+		t.Fatalf("client got %d messages, want 1: %v", len(msgs), msgs)
+	}
+	waitRows(t, uid, 1)
+	// A later repeat still answers the first call's ids.
+	code, b := post(t, "/internal/v1/messages", testIngestKey, body)
+	if code != 200 || b["duplicate"] != true || fmt.Sprint(b["ids"]) != ids {
+		t.Fatalf("repeat = %d %v, want 200 duplicate with %s", code, b, ids)
+	}
+	if got := countRows(t, uid); got != 1 {
+		t.Fatalf("rows = %d, want 1", got)
+	}
+}
+
+func TestCollapseCountsUpAndResetsAfterRead(t *testing.T) {
+	uid := newUID()
+	ws := dialWS(t, uid)
+	ws.until("hello")
+	collapse := func(kind, key string) {
+		t.Helper()
+		code, b := post(t, "/internal/v1/messages", testIngestKey,
+			fmt.Sprintf(`{"to_uid":%d,"kind":%q,"body":{"k":%q},"collapse_key":%q}`, uid, kind, key, key))
+		if code != 202 {
+			t.Fatalf("ingest = %d %v", code, b)
+		}
+	}
+	collapse("comment", "post:1")
+	first := ws.until("msg")
+	if first.num("count") != 1 {
+		t.Fatalf("first = %v, want count 1", first)
+	}
+	if u := ws.until("unread"); u.num("total") != 1 {
+		t.Fatalf("unread = %v, want 1", u)
+	}
+	collapse("comment", "post:1")
+	second := ws.until("msg")
+	if second.str("id") != first.str("id") || second.num("count") != 2 {
+		t.Fatalf("second = %v, want id %s count 2", second, first.str("id"))
+	}
+	if u := ws.until("unread"); u.num("total") != 1 {
+		t.Fatalf("unread after collapse = %v, want still 1", u)
+	}
+	collapse("mail", "post:1") // another kind: a new message
+	other := ws.until("msg")
+	if other.str("id") == first.str("id") {
+		t.Fatalf("other kind collapsed into %s", first.str("id"))
+	}
+	if u := ws.until("unread"); u.num("total") != 2 {
+		t.Fatalf("unread = %v, want 2", u)
+	}
+	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, first.str("id")))
+	if u := ws.until("unread"); u.num("total") != 1 {
+		t.Fatalf("unread after read = %v, want 1", u)
+	}
+	collapse("comment", "post:1") // the open one was read: a new message
+	third := ws.until("msg")
+	if third.str("id") == first.str("id") || third.num("count") != 1 {
+		t.Fatalf("after read = %v, want a new id with count 1", third)
+	}
+	if u := ws.until("unread"); u.num("total") != 2 {
+		t.Fatalf("unread = %v, want 2", u)
+	}
+	var count int
+	if err := testDB.QueryRow("SELECT count FROM "+models.ShardTable(uid)+" WHERE id = ?", first.str("id")).Scan(&count); err != nil || count != 2 {
+		t.Fatalf("stored count = %d (%v), want 2", count, err)
+	}
+	if got := countRows(t, uid); got != 3 {
+		t.Fatalf("rows = %d, want 3 (collapsed, other kind, new after read)", got)
+	}
+}
+
+func TestRoutingByActivity(t *testing.T) {
+	a := srv.App
+	defer a.Clock.Reset()
+	ingested := func(q string) float64 { return testutil.ToFloat64(a.Metrics.Ingested.WithLabelValues(q)) }
+	released := func() float64 { return testutil.ToFloat64(a.Metrics.Released) }
+
+	t.Run("never seen goes fast", func(t *testing.T) {
+		uid := newUID()
+		before := ingested("fast")
+		send(t, uid, "comment", "x")
+		if got := ingested("fast") - before; got != 1 {
+			t.Fatalf("fast ingested +%v, want +1", got)
+		}
+		waitRows(t, uid, 1)
+	})
+
+	seenNow := func(t *testing.T) uint64 {
+		uid := newUID()
+		ws := dialWS(t, uid)
+		ws.until("hello")
+		return uid
+	}
+	t.Run("seen within a day goes fast", func(t *testing.T) {
+		uid := seenNow(t)
+		a.Clock.Advance(23 * time.Hour)
+		defer a.Clock.Reset()
+		before := ingested("fast")
+		send(t, uid, "comment", "x")
+		if got := ingested("fast") - before; got != 1 {
+			t.Fatalf("fast ingested +%v, want +1", got)
+		}
+	})
+	t.Run("seen 2 days ago goes delayed", func(t *testing.T) {
+		uid := seenNow(t)
+		a.Clock.Advance(48 * time.Hour)
+		defer a.Clock.Reset()
+		before := ingested("delayed")
+		code, b := post(t, "/internal/v1/messages", testIngestKey, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{}}`, uid))
+		if code != 202 || b["accepted"].(float64) != 1 {
+			t.Fatalf("ingest = %d %v", code, b)
+		}
+		if got := ingested("delayed") - before; got != 1 {
+			t.Fatalf("delayed ingested +%v, want +1", got)
+		}
+		deadline := time.Now().Add(20 * time.Second) // the group is flushed after its 2 s grace
+		for countRows(t, uid) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("delayed message not stored in 20s")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	t.Run("seen 16 days ago is released", func(t *testing.T) {
+		uid := seenNow(t)
+		a.Clock.Advance(16 * 24 * time.Hour)
+		defer a.Clock.Reset()
+		before, beforeFast, beforeDelayed := released(), ingested("fast"), ingested("delayed")
+		code, b := post(t, "/internal/v1/messages", testIngestKey, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{}}`, uid))
+		if code != 202 || b["accepted"].(float64) != 0 || b["released"].(float64) != 1 {
+			t.Fatalf("ingest = %d %v, want accepted 0 released 1", code, b)
+		}
+		if released()-before != 1 || ingested("fast") != beforeFast || ingested("delayed") != beforeDelayed {
+			t.Fatal("released message was counted as queued, or not counted as released")
+		}
+	})
+	t.Run("last seen falls back to MySQL", func(t *testing.T) {
+		uid := newUID()
+		if _, err := testDB.Exec("INSERT INTO user_last_seen (uid, last_seen) VALUES (?, ?)", uid, time.Now().Add(-3*24*time.Hour).UTC()); err != nil {
+			t.Fatal(err)
+		}
+		before := ingested("delayed")
+		send(t, uid, "comment", "x")
+		if got := ingested("delayed") - before; got != 1 {
+			t.Fatalf("delayed ingested +%v, want +1 (last seen 3 days ago, from MySQL)", got)
+		}
+	})
+}
+
+func TestRetentionDeletesOnlyOld(t *testing.T) {
+	uid := newUID()
+	old := time.Now().Add(-20 * 24 * time.Hour).UTC()
+	table := models.ShardTable(uid)
+	for i, read := range []int{0, 1, 1} {
+		id := uint64(1000+i) + uid*10000
+		if _, err := testDB.Exec("INSERT INTO "+table+" (id, to_uid, kind, body, count, is_read, sort_key, created_at, updated_at) VALUES (?, ?, 'comment', '{}', 1, ?, ?, ?, ?)",
+			id, uid, read, id, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := send(t, uid, "comment", "fresh")
+	waitRows(t, uid, 4)
+	if total, _ := unreadOf(t, uid); total != 2 {
+		t.Fatalf("unread before purge = %d, want 2", total)
+	}
+	n, err := srv.App.PurgeExpired(context.Background())
+	if err != nil || n < 3 {
+		t.Fatalf("PurgeExpired = %d, %v; want at least 3", n, err)
+	}
+	var left []string
+	rows, err := testDB.Query("SELECT id FROM "+table+" WHERE to_uid = ?", uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		left = append(left, id)
+	}
+	rows.Close()
+	if len(left) != 1 || left[0] != fresh {
+		t.Fatalf("rows left = %v, want only %s", left, fresh)
+	}
+	if total, _ := unreadOf(t, uid); total != 1 {
+		t.Fatalf("unread after purge = %d, want 1", total)
+	}
+}
+
+func TestSSEResumeWithLastEventID(t *testing.T) {
+	uid := newUID()
+	sse := dialSSE(t, uid, "")
+	sse.until("hello")
+	first := send(t, uid, "comment", "1")
+	if ev := sse.until("msg"); ev.id != first {
+		t.Fatalf("msg id = %s, want %s", ev.id, first)
+	}
+	sse.res.Body.Close() // the connection drops
+	missed := []string{send(t, uid, "comment", "2"), send(t, uid, "comment", "3")}
+	waitRows(t, uid, 3)
+	again := dialSSE(t, uid, first)
+	again.until("hello")
+	for _, want := range missed {
+		ev := again.until("msg")
+		if ev.id != want || ev.data["replay"] != true {
+			t.Fatalf("resumed msg = %s %v, want %s replay:true", ev.id, ev.data, want)
+		}
+	}
+	live := send(t, uid, "comment", "4")
+	if ev := again.until("msg"); ev.id != live || ev.data["replay"] != false {
+		t.Fatalf("live after resume = %s, want %s", ev.id, live)
+	}
+	req, _ := http.NewRequest(http.MethodGet, baseURL+"/sse", nil)
+	req.Header.Set("Authorization", "Bearer "+mint(t, uid))
+	req.Header.Set("Last-Event-ID", "not-an-id")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 400 {
+		t.Fatalf("bad Last-Event-ID = %v %v, want 400", res, err)
+	}
+	res.Body.Close()
+}
+
+// userCenterStub is a real HTTP server playing the user center.
+type userCenterStub struct {
+	*httptest.Server
+	calls atomic.Int64
+}
+
+func newUserCenter(t *testing.T) *userCenterStub {
+	u := &userCenterStub{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.calls.Add(1)
+		var uid int
+		if _, err := fmt.Sscanf(r.Header.Get("Authorization"), "Bearer good-%d", &uid); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, `{"uid":%d,"role":"user","groups":["authors"]}`, uid)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func TestUserCenterAuth(t *testing.T) {
+	uc := newUserCenter(t)
+	cfg := srv.App.Cfg
+	cfg.Addr, cfg.InternalAddr, cfg.RunWorkers = "127.0.0.1:0", "", false
+	cfg.AuthURL = uc.URL
+	cfg.AuthTTLBase, cfg.AuthTTLJitter, cfg.AuthNegativeTTL = 100*time.Second, 50*time.Second, 30*time.Second
+	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	ctx := context.Background()
+	tok := fmt.Sprintf("good-%d-%d", newUID(), time.Now().UnixNano())
+
+	t.Run("miss then hit", func(t *testing.T) {
+		before := uc.calls.Load()
+		id, err := a.Authenticate(ctx, tok)
+		if err != nil || id.UID == 0 || len(id.Groups) != 1 {
+			t.Fatalf("Authenticate = %+v, %v", id, err)
+		}
+		if _, err := a.Authenticate(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		if got := uc.calls.Load() - before; got != 1 {
+			t.Fatalf("user center called %d times, want 1 (then cached)", got)
+		}
+	})
+	t.Run("jitter spread inside its bounds", func(t *testing.T) {
+		ttls := map[int64]bool{}
+		for i := range 40 {
+			tk := fmt.Sprintf("good-%d-j%d-%d", 5+i, i, time.Now().UnixNano())
+			if _, err := a.Authenticate(ctx, tk); err != nil {
+				t.Fatal(err)
+			}
+			ms, err := a.Redis.Do(ctx, a.Redis.B().Pttl().Key(tokenKey(tk)).Build()).AsInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ms < (100+1)*1000-2000 || ms > (100+50)*1000 {
+				t.Fatalf("TTL %d ms outside [101 s, 150 s]", ms)
+			}
+			ttls[ms/1000] = true
+		}
+		if len(ttls) < 10 {
+			t.Fatalf("only %d distinct TTLs over 40 tokens, want them spread", len(ttls))
+		}
+		for range 1000 {
+			if d := app.AuthTTL(3650*time.Second, 3000*time.Second); d < 3651*time.Second || d > 6650*time.Second {
+				t.Fatalf("AuthTTL = %v, want 3651 s to 6650 s", d)
+			}
+		}
+	})
+	t.Run("rejected token is cached briefly", func(t *testing.T) {
+		before := uc.calls.Load()
+		for range 3 {
+			if _, err := a.Authenticate(ctx, "bad-token"); err != app.ErrUnauthorized {
+				t.Fatalf("Authenticate(bad) = %v, want unauthorized", err)
+			}
+		}
+		if got := uc.calls.Load() - before; got > 1 {
+			t.Fatalf("user center called %d times for a rejected token, want 1", got)
+		}
+	})
+	t.Run("JWT works beside it", func(t *testing.T) {
+		if id, err := a.Authenticate(ctx, mint(t, 99)); err != nil || id.UID != 99 {
+			t.Fatalf("JWT = %+v, %v", id, err)
+		}
+	})
+	t.Run("user center down", func(t *testing.T) {
+		uc.Close()
+		if _, err := a.Authenticate(ctx, tok); err != nil {
+			t.Fatalf("cached token while down = %v, want accepted", err)
+		}
+		_, err := a.Authenticate(ctx, "good-777-unknown")
+		if e, ok := app.AsError(err); !ok || e.Status != 503 {
+			t.Fatalf("unknown token while down = %v, want 503", err)
+		}
+		// Over the wire: 503 before the upgrade, cached tokens connect.
+		_, res, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws?token=good-778-unknown", nil)
+		if err == nil || res == nil || res.StatusCode != 503 {
+			t.Fatalf("ws with unknown token while down = %v %v, want 503", res, err)
+		}
+		conn, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws?token="+tok, nil)
+		if err != nil {
+			t.Fatalf("ws with cached token while down: %v", err)
+		}
+		conn.Close()
+	})
+}
