@@ -112,8 +112,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 8}, a.Repo.InsertMessages)
 	a.connLog = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "connection log", a.Repo.InsertConnEvents))
 	a.lastSeen = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "last seen", a.Repo.UpsertLastSeen))
-	a.wg.Add(1)
+	if err := a.announce(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.wg.Add(2)
 	go a.listen()
+	go a.keepAlive()
 	return a, nil
 }
 
@@ -143,6 +148,9 @@ func (a *App) Ready(ctx context.Context) error {
 // writers and closes Redis and MySQL. Call it after the listeners and
 // workers have stopped.
 func (a *App) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	a.retire(ctx)
+	cancel()
 	a.cancel()
 	a.ingest.Close()
 	a.shardWriter.Close()

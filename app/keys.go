@@ -37,3 +37,23 @@ func keySeen(uid uint64) string { return keyPrefix + "seen:" + u64(uid) }
 
 // keyToken caches a user-center answer under the token's SHA-256.
 func keyToken(sum string) string { return keyPrefix + "tok:" + sum }
+
+// keyInstanceConns is a hash conn id → "uid|role|transport|connected ms"
+// of one instance's connections: what a survivor cleans up after a crash.
+func keyInstanceConns(instance string) string { return keyPrefix + "iconn:" + instance }
+
+// keyAlive exists while its instance runs (refreshed every aliveEvery).
+func keyAlive(instance string) string { return keyPrefix + "alive:" + instance }
+
+// keyInstanceStats is a hash of an instance's own counts (conns, users).
+func keyInstanceStats(instance string) string { return keyPrefix + "istats:" + instance }
+
+// keySweep is held by the instance cleaning up after a dead one.
+func keySweep(instance string) string { return keyPrefix + "sweep:" + instance }
+
+// keyInstances is the set of instances that registered and were not yet
+// cleaned up; keyOnline counts users with a connection anywhere.
+const (
+	keyInstances = keyPrefix + "instances"
+	keyOnline    = keyPrefix + "online"
+)

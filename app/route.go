@@ -16,21 +16,6 @@ import (
 // (the local instance is served in-process), so a message costs Redis work
 // in proportion to the user's instances, not to the cluster.
 
-// unregisterScript decrements the user's count on an instance and removes
-// the field (and the hash) when nothing is left.
-var unregisterScript = rueidis.NewLuaScript(`
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return n`)
-
-func (a *App) registerConn(ctx context.Context, c *hub.Client) error {
-	return a.Redis.Do(ctx, a.Redis.B().Hincrby().Key(keyUserConns(c.UID)).Field(a.Instance).Increment(1).Build()).Error()
-}
-
-func (a *App) unregisterConn(ctx context.Context, c *hub.Client) error {
-	return unregisterScript.Exec(ctx, a.Redis, []string{keyUserConns(c.UID)}, []string{a.Instance}).Error()
-}
-
 // pushToUser sends frames to every connection of uid on any instance.
 func (a *App) pushToUser(ctx context.Context, uid uint64, frames ...hub.Frame) error {
 	inst, err := a.Redis.Do(ctx, a.Redis.B().Hgetall().Key(keyUserConns(uid)).Build()).AsIntMap()

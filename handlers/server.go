@@ -48,11 +48,17 @@ func NewServer(a *app.App) (*Server, error) {
 		}
 	}
 	s.public = newFiber(a)
+	ops := s.public
 	if a.Cfg.InternalAddr != "" {
 		s.internal = newFiber(a)
-		s.routeInternal(s.internal)
-	} else {
-		s.routeInternal(s.public)
+		ops = s.internal
+	}
+	// /internal/*, /metrics and asynqmon share the internal listener when
+	// there is one.
+	s.routeInternal(ops)
+	routeOps(ops, a, redisOpt)
+	if s.internal != nil {
+		s.internal.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	}
 	s.routePublic(s.public)
 	return s, nil
@@ -74,6 +80,8 @@ func (s *Server) routeInternal(f *fiber.App) {
 	a := s.App
 	in := f.Group("/internal/v1", ingestAuth(a.Cfg.IngestKey))
 	in.Post("/messages", postMessages(a))
+	in.Get("/users/:uid/presence", getPresence(a))
+	in.Get("/stats", getStats(a))
 }
 
 func (s *Server) routePublic(f *fiber.App) {
