@@ -51,6 +51,8 @@ type App struct {
 	connLog     *Batcher[models.ConnEvent]
 	lastSeen    *Batcher[models.LastSeen]
 
+	mismatches int // registry refreshes in a row that found drift (keepAlive only)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

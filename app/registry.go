@@ -142,8 +142,15 @@ func (a *App) refresh(ctx context.Context) error {
 	wasAlive := res[0].Error() == nil
 	registered, _ := res[2].AsInt64()
 	if wasAlive && int(registered) == conns {
+		a.mismatches = 0
 		return nil
 	}
+	// While clients come and go the two counts pass each other: only a
+	// mismatch seen twice in a row (or a lost alive key) means drift.
+	if a.mismatches++; wasAlive && a.mismatches < 2 {
+		return nil
+	}
+	a.mismatches = 0
 	a.Log.Info("reconciling registry", "was_alive", wasAlive, "registered", registered, "local", conns)
 	return a.reconcile(ctx)
 }
@@ -162,8 +169,14 @@ func (a *App) reconcile(ctx context.Context) error {
 		for i := 0; i+1 < len(e.Elements); i += 2 {
 			id := e.Elements[i]
 			seen[id] = true
-			if _, ok := local[id]; !ok { // gone here, left behind in Redis
-				uid, _ := strconv.ParseUint(strings.SplitN(e.Elements[i+1], "|", 2)[0], 10, 64)
+			if _, ok := local[id]; ok {
+				continue
+			}
+			// Not in the snapshot: gone, or connected since it was taken
+			// (Connect adds to the hub before it registers, so asking the
+			// hub now tells them apart).
+			uid, _ := strconv.ParseUint(strings.SplitN(e.Elements[i+1], "|", 2)[0], 10, 64)
+			if !a.Hub.Has(uid, id) {
 				if err := a.unregisterID(ctx, uid, id); err != nil {
 					return err
 				}
@@ -174,7 +187,7 @@ func (a *App) reconcile(ctx context.Context) error {
 		}
 	}
 	for id, c := range local {
-		if !seen[id] {
+		if !seen[id] && a.Hub.Has(c.UID, id) {
 			if err := a.registerConn(ctx, c); err != nil {
 				return err
 			}

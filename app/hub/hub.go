@@ -106,3 +106,16 @@ func (h *Hub) Each(fn func(*Client)) {
 		}
 	}
 }
+
+// Has reports whether the connection connID of uid is registered here.
+func (h *Hub) Has(uid uint64, connID string) bool {
+	s := h.shard(uid)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, c := range s.users[uid] {
+		if c.ConnID == connID {
+			return true
+		}
+	}
+	return false
+}

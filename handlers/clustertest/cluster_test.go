@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,21 @@ func TestThreeInstances(t *testing.T) {
 		id := i1.post(t, user, "after restart") // retried while the instance still reconnects
 		if !phone.waitMsg(id, 20*time.Second) || !browser.waitMsg(id, 20*time.Second) {
 			t.Fatalf("message %s after the Redis restart did not reach both devices", id)
+		}
+	})
+
+	t.Run("Redis loses its data: instances re-register their connections", func(t *testing.T) {
+		out, err := exec.Command("redis-cli", "-p", fmt.Sprint(rds.port), "FLUSHALL").CombinedOutput()
+		if err != nil {
+			t.Fatalf("FLUSHALL: %v %s", err, out)
+		}
+		eventually(t, 20*time.Second, "registry rebuilt", func() bool {
+			online, n := presence(t, i1, user)
+			return online && n == 2
+		})
+		id := i1.post(t, user, "after data loss")
+		if !phone.waitMsg(id, 10*time.Second) || !browser.waitMsg(id, 10*time.Second) {
+			t.Fatalf("message %s after the data loss did not reach both devices", id)
 		}
 	})
 
