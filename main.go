@@ -55,7 +55,7 @@ func migrate(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	db, err := models.Open(ctx, cfg.MySQLDSN)
+	db, err := models.Open(ctx, cfg.MySQLDSN, 4)
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect redis %s: %w", cfg.RedisURL, err)
 	}
-	db, err := models.Open(ctx, cfg.MySQLDSN)
+	db, err := models.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns)
 	if err != nil {
 		rc.Close()
 		return nil, err
@@ -124,13 +124,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
-// logged wraps a fire-and-forget flush so its failures are logged.
+// logged wraps a fire-and-forget flush: it retries a failed write three
+// times (0.2 s, 0.4 s, 0.8 s apart) and logs what could not be written.
 func logged[T any](a *App, what string, f func(context.Context, []T) error) func(context.Context, []T) error {
 	return func(ctx context.Context, rows []T) error {
-		err := f(ctx, rows)
-		if err != nil {
-			a.Log.Error("async write failed", "what", what, "rows", len(rows), "err", err)
+		var err error
+		for attempt := range 4 {
+			if attempt > 0 {
+				time.Sleep(100 * time.Millisecond << attempt)
+			}
+			if err = f(ctx, rows); err == nil {
+				return nil
+			}
 		}
+		a.Log.Error("async write failed", "what", what, "rows", len(rows), "err", err)
+		a.Metrics.Errors.WithLabelValues(what).Inc()
 		return err
 	}
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// QueuePoll is how often an idle asynq worker polls its queues.
 	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
+	// MySQLMaxConns caps this process's MySQL connections. Zero means 32.
+	// Env PUSHDESK_MYSQL_MAX_CONNS.
+	MySQLMaxConns int
 	// RunWorkers runs the asynq workers inside serve. Default true;
 	// env PUSHDESK_WORKERS=0 turns them off (a web-only process).
 	RunWorkers bool
@@ -100,6 +103,11 @@ func ConfigFromEnv() (Config, error) {
 	} {
 		if *dst, err = envDuration(key); err != nil {
 			return c, err
+		}
+	}
+	if v := os.Getenv("PUSHDESK_MYSQL_MAX_CONNS"); v != "" {
+		if c.MySQLMaxConns, err = strconv.Atoi(v); err != nil || c.MySQLMaxConns < 1 {
+			return c, fmt.Errorf("PUSHDESK_MYSQL_MAX_CONNS=%q: want a positive integer", v)
 		}
 	}
 	if v := os.Getenv("PUSHDESK_WORKER_CONCURRENCY"); v != "" {

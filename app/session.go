@@ -56,9 +56,11 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	c.SendDirect(hub.Frame{Type: "hello", Data: mustJSON(helloFrame{
 		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
 	})})
-	replayed, err := a.replay(ctx, c, opt.LastEventID)
-	if err != nil {
-		return fail(err)
+	var replayed map[string]struct{}
+	if u.Total > 0 || opt.LastEventID > 0 { // nothing unread: skip the query
+		if replayed, err = a.replay(ctx, c, opt.LastEventID); err != nil {
+			return fail(err)
+		}
 	}
 	c.EndReplay(replayed)
 	a.connLog.Add(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,

@@ -121,7 +121,7 @@ func resetStores(ctx context.Context, redisURL, dsn string) error {
 	if _, err := root.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}
-	db, err := models.Open(ctx, dsn)
+	db, err := models.Open(ctx, dsn, 4)
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,17 @@ import (
 	"github.com/uptrace/bun/dialect/mysqldialect"
 )
 
+// DefaultMaxConns is the pool size when Open is given zero. MariaDB allows
+// 151 connections by default: three instances at 32 leave room for tools.
+const DefaultMaxConns = 32
+
 // Open connects to the DSN's database, creating the database first when it
-// does not exist, and returns a bun DB with sane pool limits.
-func Open(ctx context.Context, dsn string) (*bun.DB, error) {
+// does not exist, and returns a bun DB whose pool holds at most maxConns
+// connections (zero means DefaultMaxConns).
+func Open(ctx context.Context, dsn string, maxConns int) (*bun.DB, error) {
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse mysql dsn: %w", err)
@@ -35,8 +43,8 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 		return nil, fmt.Errorf("mysql connector: %w", err)
 	}
 	sqldb := sql.OpenDB(conn)
-	sqldb.SetMaxOpenConns(64)
-	sqldb.SetMaxIdleConns(64)
+	sqldb.SetMaxOpenConns(maxConns)
+	sqldb.SetMaxIdleConns(maxConns)
 	sqldb.SetConnMaxLifetime(30 * time.Minute)
 	db := bun.NewDB(sqldb, mysqldialect.New())
 	if err := db.PingContext(ctx); err != nil {
