@@ -115,7 +115,9 @@ func (a *App) cacheSeen(ctx context.Context, uid uint64, t time.Time) {
 func (a *App) touchSeen(ctx context.Context, uid uint64) {
 	now := a.Clock.Now().UTC()
 	a.cacheSeen(ctx, uid, now)
-	a.lastSeen.Add(models.LastSeen{UID: uid, LastSeen: now})
+	if !a.lastSeen.Add(models.LastSeen{UID: uid, LastSeen: now}) {
+		a.Metrics.Errors.WithLabelValues("last seen dropped").Inc() // Redis still has it
+	}
 }
 
 // seenEvery throttles heartbeat updates of last seen per connection.

@@ -154,27 +154,33 @@ func (a *App) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every client connection with code, flushes the batch
-// writers and closes Redis and MySQL. Call it after the listeners and
-// workers have stopped.
+// Close stops the background loops, removes this instance from the
+// registry, flushes the batch writers (the ingest batcher into the queue,
+// so close the queue after this) and closes Redis and MySQL. Call it after
+// the listeners and workers have stopped.
 func (a *App) Close() {
+	a.cancel()
+	a.wg.Wait() // keepAlive must not re-register what retire removes
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	a.retire(ctx)
 	cancel()
-	a.cancel()
 	a.ingest.Close()
 	a.shardWriter.Close()
 	a.connLog.Close()
 	a.lastSeen.Close()
-	a.wg.Wait()
 	a.Redis.Close()
 	a.DB.Close()
 }
 
 // CloseClients asks every connection to go (1012 on WS, event: reconnect on
-// SSE) and returns how many there were.
-func (a *App) CloseClients(code int, reason string) int {
+// SSE), waits up to wait for them to be gone, and returns how many there
+// were.
+func (a *App) CloseClients(code int, reason string, wait time.Duration) int {
 	n := 0
 	a.Hub.Each(func(c *hub.Client) { c.Close(code, reason); n++ })
+	deadline := time.Now().Add(wait)
+	for conns, _ := a.Hub.Stats(); conns > 0 && time.Now().Before(deadline); conns, _ = a.Hub.Stats() {
+		time.Sleep(20 * time.Millisecond)
+	}
 	return n
 }

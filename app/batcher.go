@@ -71,11 +71,14 @@ func (b *Batcher[T]) Submit(ctx context.Context, items ...T) error {
 }
 
 // Add queues an item without waiting; the flush error, if any, is only
-// visible to flush itself.
-func (b *Batcher[T]) Add(item T) {
+// visible to flush itself. It never blocks: when the queue is full (the
+// store is down or slow) the item is dropped and Add reports false.
+func (b *Batcher[T]) Add(item T) bool {
 	select {
 	case b.in <- batchReq[T]{items: []T{item}}:
-	case <-b.stop:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -64,16 +64,41 @@ func TestBatcherSubmitReportsFlushError(t *testing.T) {
 
 func TestBatcherCloseFlushesAdds(t *testing.T) {
 	var n atomic.Int64
-	b := NewBatcher(BatcherConfig{MaxBatch: 7}, func(_ context.Context, items []int) error {
+	b := NewBatcher(BatcherConfig{MaxBatch: 50}, func(_ context.Context, items []int) error {
 		n.Add(int64(len(items)))
 		return nil
 	})
 	for i := range 100 {
-		b.Add(i)
+		if !b.Add(i) {
+			t.Fatalf("Add(%d) dropped with room in the queue", i)
+		}
 	}
 	b.Close()
 	if n.Load() != 100 {
 		t.Fatalf("flushed %d items, want 100", n.Load())
+	}
+}
+
+func TestBatcherAddDropsWhenFull(t *testing.T) {
+	block, started := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b := NewBatcher(BatcherConfig{MaxBatch: 1, Flushers: 1}, func(context.Context, []int) error {
+		once.Do(func() { close(started) })
+		<-block
+		return nil
+	})
+	defer func() { close(block); b.Close() }()
+	b.Add(0)
+	<-started
+	dropped := false
+	for i := range 100 { // the queue holds 4; the collector holds one more
+		if !b.Add(i) {
+			dropped = true
+			break
+		}
+	}
+	if !dropped {
+		t.Fatal("Add never reported a full queue while the store was stuck")
 	}
 }
 

@@ -11,16 +11,13 @@ import (
 )
 
 // Deliver stores deliveries' messages in their shards, counts them and
-// pushes them to every connection of their users. It returns only when the
-// rows are committed, so a failed or killed worker leaves the task to be
-// retried; clients may then see an id twice (they dedupe by id).
-//
-// On a first attempt the push runs while the rows are being written, so a
-// commit's fsync is not on the delivery path. A user found offline then is
-// looked up again after the commit: one who connected in between did not
-// get the push, and their replay query may have run before the commit, so
-// they are pushed to now (with counts rebuilt from MySQL). A retry (retry
-// is true) stores first, rebuilds the counters and only then pushes.
+// pushes them to every connection of their users. It pushes only after
+// the rows are committed, so a connecting client's replay query either
+// sees a row or its connection is registered in time for the push, counts
+// are never ahead of MySQL, and a read of a pushed id finds its row. A
+// failed or killed worker leaves the task to be retried; a retry (retry is
+// true) rebuilds the counters instead of adding, and pushes the same ids
+// again (clients dedupe by id).
 func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	var rows, collapsing []models.Message
 	for _, d := range ds {
@@ -50,10 +47,11 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		return nil
 	}
 	a.Metrics.Stored.Add(float64(len(rows)))
+	if err := a.shardWriter.Submit(ctx, rows...); err != nil {
+		return fmt.Errorf("store delivery: %w", err)
+	}
+	incr := "1"
 	if retry {
-		if err := a.shardWriter.Submit(ctx, rows...); err != nil {
-			return fmt.Errorf("store delivery: %w", err)
-		}
 		uids := make([]uint64, len(rows))
 		for i := range rows {
 			uids[i] = rows[i].ToUID
@@ -61,24 +59,9 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		if err := a.resetUnread(ctx, uids...); err != nil {
 			return fmt.Errorf("reset counters: %w", err)
 		}
-		_, stale := a.countAndPush(ctx, rows, "0")
-		for _, i := range stale {
-			if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
-				_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
-			}
-		}
-		return nil
+		incr = "0"
 	}
-	stored := make(chan error, 1)
-	go func() { stored <- a.shardWriter.Submit(ctx, rows...) }()
-	offline, stale := a.countAndPush(ctx, rows, "1")
-	if err := <-stored; err != nil {
-		return fmt.Errorf("store delivery: %w", err)
-	}
-	if len(offline) > 0 {
-		a.pushLateComers(ctx, rows, offline)
-	}
-	for _, i := range stale { // online, but the counter cache had expired
+	for _, i := range a.countAndPush(ctx, rows, incr) { // online, but the counter cache had expired
 		if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
 			_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
 		}
@@ -120,13 +103,12 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 	return nil
 }
 
-// countAndPush counts each row in its user's unread cache (incr "1") and
-// pushes it to the user's connections. It returns the indexes of rows whose
-// user had no connection, and of those pushed without an unread frame
-// because the user's counter cache was missing (it can only be rebuilt
-// once the rows are committed). Push failures are logged, not returned: the
-// rows are stored and reach the user on their next sync or connect.
-func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr string) (offline, stale []int) {
+// countAndPush counts each stored row in its user's unread cache (incr
+// "1") and pushes it to the user's connections. It returns the indexes of
+// rows pushed without an unread frame because the user's counter cache
+// was missing. Push failures are logged, not returned: the rows are stored
+// and reach the user on their next sync or connect.
+func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr string) (stale []int) {
 	execs := make([]rueidis.LuaExec, len(rows))
 	for i := range rows {
 		execs[i] = rueidis.LuaExec{Keys: []string{keyUnread(rows[i].ToUID), keyUserConns(rows[i].ToUID)}, Args: []string{rows[i].Kind, incr}}
@@ -136,39 +118,11 @@ func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr stri
 		if err != nil {
 			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
 		}
-		switch {
-		case !online:
-			offline = append(offline, i)
-		case !counted:
+		if online && !counted {
 			stale = append(stale, i)
 		}
 	}
-	return offline, stale
-}
-
-// pushLateComers pushes rows[idx] to users who have connected since
-// countAndPush found them offline.
-func (a *App) pushLateComers(ctx context.Context, rows []models.Message, idx []int) {
-	cmds := make(rueidis.Commands, len(idx))
-	for j, i := range idx {
-		cmds[j] = a.Redis.B().Hgetall().Key(keyUserConns(rows[i].ToUID)).Build()
-	}
-	for j, res := range a.Redis.DoMulti(ctx, cmds...) {
-		inst, err := res.AsIntMap()
-		if err != nil || len(inst) == 0 {
-			continue
-		}
-		m := &rows[idx[j]]
-		frames := []hub.Frame{messageFrame(m, false)}
-		if err := a.resetUnread(ctx, m.ToUID); err == nil {
-			if u, err := a.Unread(ctx, m.ToUID); err == nil {
-				frames = append(frames, unreadFrameOf(u))
-			}
-		}
-		if err := a.route(ctx, m.ToUID, inst, frames); err != nil {
-			a.Log.Warn("push failed", "uid", m.ToUID, "err", err)
-		}
-	}
+	return stale
 }
 
 // pushDelivered pushes m after the deliver script ran. online reports

@@ -205,17 +205,20 @@ func (a *App) ingestNow(ctx context.Context, req *IngestRequest) (*IngestResult,
 // Idempotency keys live idemTTL (the contract asks for at least 24 h). A
 // key holds "p" while its first call runs and "d:<result JSON>" after.
 const (
-	idemTTL     = 25 * time.Hour
-	idemWait    = 3 * time.Second
-	idemPending = "p"
-	idemDone    = "d:"
+	idemTTL = 25 * time.Hour
+	// idemClaimTTL bounds a claim whose process died before recording the
+	// result: after it, a retry with the key runs the request again.
+	idemClaimTTL = 30 * time.Second
+	idemWait     = 3 * time.Second
+	idemPending  = "p"
+	idemDone     = "d:"
 )
 
 func (a *App) ingestOnce(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
 	key := keyIdempotency(req.IdempotencyKey)
 	deadline := time.Now().Add(idemWait)
 	for {
-		err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(idemPending).Nx().Px(idemTTL).Build()).Error()
+		err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(idemPending).Nx().Px(idemClaimTTL).Build()).Error()
 		if err == nil { // ours: run it
 			res, err := a.ingestNow(ctx, req)
 			if err != nil {

@@ -241,7 +241,7 @@ func (a *App) sweep(ctx context.Context, inst string) {
 			uid, _ := strconv.ParseUint(f[0], 10, 64)
 			execs = append(execs, rueidis.LuaExec{Keys: []string{keyUserConns(uid), keyOnline}, Args: []string{inst}})
 			if inst != a.Instance && len(f) >= 3 {
-				a.connLog.Add(models.ConnEvent{UID: uid, ConnID: e.Elements[i], InstanceID: inst, Transport: f[2], Role: f[1], Event: "lost", At: now})
+				a.logConn(models.ConnEvent{UID: uid, ConnID: e.Elements[i], InstanceID: inst, Transport: f[2], Role: f[1], Event: "lost", At: now})
 			}
 		}
 		if len(execs) > 0 {

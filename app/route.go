@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -28,6 +29,7 @@ func (a *App) pushToUser(ctx context.Context, uid uint64, frames ...hub.Frame) e
 // route delivers frames to uid on the instances listed in inst.
 func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, frames []hub.Frame) error {
 	var payload []byte
+	var errs []error
 	for id, n := range inst {
 		if n <= 0 {
 			continue
@@ -40,10 +42,10 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 			payload = encodeEnvelope(uid, frames)
 		}
 		if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(id)).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
-			return fmt.Errorf("publish to instance %s: %w", id, err)
+			errs = append(errs, fmt.Errorf("publish to instance %s: %w", id, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // encodeEnvelope packs frames for one user: "uid\n" then per frame

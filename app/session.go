@@ -56,14 +56,12 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	c.SendDirect(hub.Frame{Type: "hello", Data: mustJSON(helloFrame{
 		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
 	})})
-	var replayed map[string]struct{}
-	if u.Total > 0 || opt.LastEventID > 0 { // nothing unread: skip the query
-		if replayed, err = a.replay(ctx, c, opt.LastEventID); err != nil {
-			return fail(err)
-		}
+	replayed, err := a.replay(ctx, c, opt.LastEventID)
+	if err != nil {
+		return fail(err)
 	}
 	c.EndReplay(replayed)
-	a.connLog.Add(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
+	a.logConn(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
 		Role: string(id.Role), Event: "connect", RemoteAddr: opt.RemoteAddr, At: time.Now().UTC()})
 	a.touchSeen(ctx, id.UID)
 	a.Metrics.Connects.Inc()
@@ -76,11 +74,10 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (ma
 	var rows []models.Message
 	var err error
 	if lastEventID > 0 {
-		after := lastEventID
-		if key, kerr := a.Repo.SortKeyOf(ctx, c.UID, lastEventID); kerr == nil {
-			after = key
-		}
-		rows, err = a.Repo.ListAfter(ctx, c.UID, after, ReplayLimit)
+		// Sort keys start at the id and only grow (a collapse moves a
+		// message up), so "sort key above the last id seen" covers every
+		// message stored or re-pushed since, the collapsed one included.
+		rows, err = a.Repo.ListAfter(ctx, c.UID, lastEventID, ReplayLimit)
 	} else {
 		rows, err = a.Repo.ListMessages(ctx, models.ListQuery{UID: c.UID, UnreadOnly: true, Limit: ReplayLimit})
 		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 { // newest-first → oldest-first
@@ -111,9 +108,16 @@ func (a *App) Disconnect(c *hub.Client, remote string) {
 	if err := a.unregisterConn(ctx, c); err != nil {
 		a.Log.Warn("unregister connection", "uid", c.UID, "conn", c.ConnID, "err", err)
 	}
-	a.connLog.Add(models.ConnEvent{UID: c.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: c.Transport,
+	a.logConn(models.ConnEvent{UID: c.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: c.Transport,
 		Role: c.Role, Event: "disconnect", RemoteAddr: remote, At: time.Now().UTC()})
 	a.touchSeen(ctx, c.UID)
+}
+
+// logConn queues a connection-log row; a full queue drops it (counted).
+func (a *App) logConn(ev models.ConnEvent) {
+	if !a.connLog.Add(ev) {
+		a.Metrics.Errors.WithLabelValues("connection log dropped").Inc()
+	}
 }
 
 // Heartbeat records that c's peer is alive (a pong or any frame): its
@@ -233,19 +237,6 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 		}
 		n = res.Updated
 		u, err = a.adjustUnread(ctx, uid, res.ByKind, res.Unacked)
-		if err == nil && n < int64(len(ids)) && anyYoung(ids) {
-			// A message is pushed while its row is being committed: a client
-			// that reads it at once may be a few milliseconds early.
-			var more int64
-			more, err = a.retryYoung(ctx, func() (int64, error) {
-				res, err := a.Repo.MarkRead(ctx, uid, ids)
-				if err == nil && res.Updated > 0 {
-					u, err = a.adjustUnread(ctx, uid, res.ByKind, res.Unacked)
-				}
-				return res.Updated, err
-			})
-			n += more
-		}
 	}
 	if err != nil {
 		return n, err
@@ -259,13 +250,7 @@ func (a *App) Ack(ctx context.Context, uid uint64, ids []uint64) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
-	if n < int64(len(ids)) && anyYoung(ids) { // see Read
-		more, err := a.retryYoung(ctx, func() (int64, error) { return a.Repo.MarkAcked(ctx, uid, ids) })
-		if err != nil {
-			return n, err
-		}
-		n += more
-	}
+
 	if n == 0 {
 		return 0, nil
 	}
@@ -330,35 +315,4 @@ type storedMessage struct {
 func storedMessageJSON(m *models.Message) json.RawMessage {
 	return mustJSON(storedMessage{ID: FormatID(m.ID), Kind: m.Kind, Body: json.RawMessage(m.Body), TS: m.UpdatedAt.UnixMilli(),
 		Count: max(m.Count, 1), Read: m.IsRead, Acked: m.IsSent, CreatedAt: m.CreatedAt})
-}
-
-// youngID is how recent an id must be for a missing row to be worth
-// waiting for (its delivery may still be committing).
-const youngID = 5 * time.Second
-
-func anyYoung(ids []uint64) bool {
-	cut := time.Now().Add(-youngID)
-	for _, id := range ids {
-		if IDTime(id).After(cut) {
-			return true
-		}
-	}
-	return false
-}
-
-// retryYoung runs op up to three more times, 25 ms apart, until it
-// changes something, and returns what it changed.
-func (a *App) retryYoung(ctx context.Context, op func() (int64, error)) (int64, error) {
-	for range 3 {
-		select {
-		case <-time.After(25 * time.Millisecond):
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-		n, err := op()
-		if err != nil || n > 0 {
-			return n, err
-		}
-	}
-	return 0, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -431,4 +432,42 @@ func TestUserCenterAuth(t *testing.T) {
 		}
 		conn.Close()
 	})
+}
+
+func TestLargestBodiesToManyRecipientsAreStored(t *testing.T) {
+	// 600 recipients × a 16 KiB body of backslashes: ~20 MB of escaped SQL,
+	// which must be split across statements to stay under max_allowed_packet.
+	body := `{"x":"` + strings.Repeat(`\\`, app.MaxBodyBytes/2-8) + `"}`
+	uids := make([]string, 600)
+	first := newUID()
+	for i := range uids {
+		uids[i] = fmt.Sprint(first + uint64(i))
+	}
+	for range len(uids) - 1 {
+		newUID()
+	}
+	code, b := post(t, "/internal/v1/messages", testIngestKey, `{"to_uids":[`+strings.Join(uids, ",")+`],"kind":"big","body":`+body+`}`)
+	if code != 202 || b["accepted"].(float64) != 600 {
+		t.Fatalf("ingest = %d %v", code, b)
+	}
+	ids := b["ids"].([]any)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		last := first + 599
+		if err := testDB.QueryRow("SELECT COUNT(*) FROM "+models.ShardTable(last)+" WHERE id = ?", ids[599]).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the last recipient's row was not stored in 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var stored string
+	if err := testDB.QueryRow("SELECT body FROM "+models.ShardTable(first)+" WHERE id = ?", ids[0]).Scan(&stored); err != nil || len(stored) != len(body) {
+		t.Fatalf("stored body is %d bytes (%v), want %d", len(stored), err, len(body))
+	}
 }

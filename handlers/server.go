@@ -168,7 +168,7 @@ func (s *Server) InternalAddr() string {
 // flush the batch writers and close Redis and MySQL.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.draining.Store(true)
-	n := s.App.CloseClients(hub.CloseRestart, "server restart")
+	n := s.App.CloseClients(hub.CloseRestart, "server restart", 3*time.Second)
 	s.App.Log.Info("draining", "clients", n)
 	deadline, ok := ctx.Deadline()
 	timeout := 10 * time.Second
@@ -185,6 +185,6 @@ func (s *Server) Shutdown(ctx context.Context) {
 	if s.worker != nil {
 		s.worker.Shutdown()
 	}
-	_ = s.queue.Close()
 	s.App.Close()
+	_ = s.queue.Close() // after App.Close: its ingest batcher flushes into the queue
 }

@@ -43,9 +43,15 @@ func (w wsWriter) Ping() error {
 	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
 }
 
+// Close sends the close frame and ends the read loop at once. fasthttp's
+// hijacked conn ignores Close, so the reader is woken by a deadline in the
+// past and the TCP connection is closed underneath.
 func (w wsWriter) Close(code int, reason string) {
 	_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-	_ = w.conn.NetConn().Close() // ends the read loop
+	_ = w.conn.SetReadDeadline(time.Now())
+	if w.cork != nil {
+		_ = w.cork.Conn.Close()
+	}
 }
 
 // wsUpgrade rejects non-upgrade requests and, while draining, new ones.

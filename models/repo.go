@@ -41,24 +41,48 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 	}
 	// A fixed order keeps two concurrent batches from deadlocking.
 	sort.Slice(shards, func(i, j int) bool { return shards[i] < shards[j] })
-	// One round trip for all shards: the INSERTs go as one multi-statement
-	// exec inside the transaction (bun renders and escapes every value).
-	var sqlText []byte
+	// The INSERTs go as multi-statement execs inside one transaction: one
+	// round trip per ~maxExecBytes of SQL, one commit. Rows are split so no
+	// statement nears MariaDB's max_allowed_packet (16 MiB by default; a
+	// 16 KiB body can render to 32 KiB once escaped).
+	var execs []string
+	var cur []byte
 	for _, s := range shards {
 		batch := byShard[s]
-		q, err := r.DB.NewInsert().Model(&batch).ModelTableExpr(ShardTable(s)).Ignore().AppendQuery(r.DB.QueryGen(), nil)
-		if err != nil {
-			return fmt.Errorf("render insert for shard %d: %w", s, err)
+		for len(batch) > 0 {
+			n, size := 0, 0
+			for n < len(batch) && (n == 0 || size+len(batch[n].Body)*2 < maxExecBytes) {
+				size += len(batch[n].Body)*2 + 256
+				n++
+			}
+			chunk := batch[:n]
+			batch = batch[n:]
+			q, err := r.DB.NewInsert().Model(&chunk).ModelTableExpr(ShardTable(s)).Ignore().AppendQuery(r.DB.QueryGen(), nil)
+			if err != nil {
+				return fmt.Errorf("render insert for shard %d: %w", s, err)
+			}
+			if len(cur) > 0 && len(cur)+len(q) > maxExecBytes {
+				execs = append(execs, string(cur))
+				cur = cur[:0]
+			}
+			cur = append(append(cur, q...), ';')
 		}
-		sqlText = append(append(sqlText, q...), ';')
+	}
+	if len(cur) > 0 {
+		execs = append(execs, string(cur))
 	}
 	return r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.ExecContext(ctx, string(sqlText)); err != nil {
-			return fmt.Errorf("insert %d rows into %d shards: %w", len(rows), len(shards), err)
+		for _, q := range execs {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("insert %d rows into %d shards: %w", len(rows), len(shards), err)
+			}
 		}
 		return nil
 	})
 }
+
+// maxExecBytes caps the SQL sent in one exec.
+const maxExecBytes = 4 << 20
 
 // UnreadCounts returns uid's unread count per kind and how many of those
 // no client has acknowledged.

@@ -222,6 +222,7 @@ func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 			if len(batch) > 0 {
 				if err := w.Write(batch); err != nil {
 					c.Close(CloseGoingAway, "write failed")
+					w.Close(CloseGoingAway, "write failed")
 					return err
 				}
 				clear(batch) // let the frames' bytes go
@@ -229,6 +230,7 @@ func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 		case <-ping.C:
 			if err := w.Ping(); err != nil {
 				c.Close(CloseGoingAway, "ping failed")
+				w.Close(CloseGoingAway, "ping failed")
 				return err
 			}
 		case <-c.done:
