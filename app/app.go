@@ -38,8 +38,9 @@ type App struct {
 	IDs      *IDGen
 	Log      *slog.Logger
 	Instance string
-	// Queue must be set before ingest is used.
-	Queue Enqueuer
+	// Queue and Broadcasts must be set before ingest is used.
+	Queue      Enqueuer
+	Broadcasts BroadcastQueue
 	// Clock drives activity routing, last seen and retention; tests
 	// advance it.
 	Clock   Clock

@@ -139,8 +139,10 @@ func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.
 	}
 	frames := []hub.Frame{messageFrame(m, false)}
 	if h, err := parts[0].AsIntMap(); err == nil && len(h) > 0 {
-		frames = append(frames, unreadFrameOf(unreadFromHash(h)))
-		counted = true
+		if u, err := a.withBroadcasts(ctx, m.ToUID, unreadFromHash(h)); err == nil {
+			frames = append(frames, unreadFrameOf(u))
+			counted = true
+		}
 	}
 	a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
 	return true, counted, a.route(ctx, m.ToUID, inst, frames)

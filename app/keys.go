@@ -57,3 +57,31 @@ const (
 	keyInstances = keyPrefix + "instances"
 	keyOnline    = keyPrefix + "online"
 )
+
+// Broadcast keys.
+const (
+	// keyBroadcastGen moves whenever a broadcast is sent, so cached
+	// per-user broadcast counts know they are stale.
+	keyBroadcastGen = keyPrefix + "bgen"
+)
+
+// keyBroadcastUnread caches a user's unread broadcasts per kind ("~gen").
+func keyBroadcastUnread(uid uint64) string { return keyPrefix + "bunr:" + u64(uid) }
+
+// keyBroadcastMark is the time (ms) before which broadcasts count as read
+// for the user: the end of their previous session, or their last read-all.
+func keyBroadcastMark(uid uint64) string { return keyPrefix + "bmark:" + u64(uid) }
+
+// keySegments caches a user's API-set segments ("~" marks a loaded set).
+func keySegments(uid uint64) string { return keyPrefix + "useg:" + u64(uid) }
+
+// keyTokenGroups holds the groups of the user's latest token.
+func keyTokenGroups(uid uint64) string { return keyPrefix + "ujwt:" + u64(uid) }
+
+// keyBroadcastDedupe holds a broadcast id for 15 minutes under its key.
+func keyBroadcastDedupe(k string) string { return keyPrefix + "bdup:" + k }
+
+// keyFanoutLock is held while a broadcast is being fanned out;
+// keyFanoutDone lists the instances it has reached (the checkpoint).
+func keyFanoutLock(id uint64) string { return keyPrefix + "bfan:lock:" + u64(id) }
+func keyFanoutDone(id uint64) string { return keyPrefix + "bfan:done:" + u64(id) }

@@ -35,7 +35,7 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 			continue
 		}
 		if id == a.Instance {
-			a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, frames...)))
+			a.deliverLocal(uid, frames)
 			continue
 		}
 		if payload == nil {
@@ -46,6 +46,16 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deliverLocal queues frames on uid's connections here; internal control
+// frames are acted on instead.
+func (a *App) deliverLocal(uid uint64, frames []hub.Frame) {
+	if len(frames) == 1 && frames[0].Type == ctlSegments {
+		go a.refreshSegments(uid)
+		return
+	}
+	a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, frames...)))
 }
 
 // encodeEnvelope packs frames for one user: "uid\n" then per frame
@@ -102,12 +112,20 @@ func (a *App) listen() {
 	ch := keyInstanceChannel(a.Instance)
 	for a.ctx.Err() == nil {
 		err := a.Redis.Receive(a.ctx, a.Redis.B().Subscribe().Channel(ch).Build(), func(m rueidis.PubSubMessage) {
-			uid, frames, err := decodeEnvelope([]byte(m.Message))
+			msg := []byte(m.Message)
+			if rest, ok := bytes.CutPrefix(msg, []byte("B\n")); ok { // a broadcast: fan out off the pipeline
+				segment, frames, ok := bytes.Cut(rest, []byte{'\n'})
+				if _, fs, err := decodeEnvelope(append([]byte("0\n"), frames...)); ok && err == nil && len(fs) == 1 {
+					go a.fanOutLocal(string(segment), fs[0])
+				}
+				return
+			}
+			uid, frames, err := decodeEnvelope(msg)
 			if err != nil {
 				a.Log.Warn("drop malformed envelope", "err", err)
 				return
 			}
-			a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, frames...))) // only queues: never blocks the pipeline
+			a.deliverLocal(uid, frames) // only queues: never blocks the pipeline
 		})
 		if a.ctx.Err() != nil {
 			return

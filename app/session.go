@@ -1,12 +1,14 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -40,6 +42,17 @@ func newConnID() string {
 // the replay query and the live stream.
 func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hub.Client, error) {
 	c := hub.NewClient(id.UID, newConnID(), string(id.Role), opt.Transport)
+	// Segments first: a broadcast fanned out from now on must find them.
+	a.rememberGroups(ctx, id.UID, id.Groups)
+	segs, err := a.segmentsOf(ctx, id.UID)
+	if err != nil {
+		return nil, fmt.Errorf("load segments: %w", err)
+	}
+	c.SetSegments(segs)
+	// Broadcasts from before the end of the previous session count as read.
+	if err := a.advanceBroadcastMark(ctx, id.UID); err != nil {
+		return nil, err
+	}
 	a.Hub.Add(c)
 	if err := a.registerConn(ctx, c); err != nil {
 		a.Hub.Remove(c)
@@ -69,10 +82,26 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 }
 
 // replay queues stored messages on c: after lastEventID when given,
-// otherwise the newest ReplayLimit unread, oldest first.
+// otherwise the newest ReplayLimit unread (own messages and broadcasts),
+// oldest first.
 func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (map[string]struct{}, error) {
 	var rows []models.Message
 	var err error
+	var bcasts []models.Broadcast
+	if q, qerr := a.broadcastQuery(ctx, c.UID); qerr != nil {
+		return nil, qerr
+	} else {
+		q.Limit = ReplayLimit
+		if lastEventID > 0 {
+			q.UnreadOnly = false
+			if t := IDTime(lastEventID); t.After(q.After) {
+				q.After = t.Add(-time.Millisecond)
+			}
+		}
+		if bcasts, err = a.Repo.ListBroadcasts(ctx, q); err != nil {
+			return nil, err
+		}
+	}
 	if lastEventID > 0 {
 		// Sort keys start at the id and only grow (a collapse moves a
 		// message up), so "sort key above the last id seen" covers every
@@ -87,14 +116,62 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (ma
 	if err != nil {
 		return nil, err
 	}
-	keys := make(map[string]struct{}, len(rows))
-	frames := make([]hub.Frame, len(rows))
-	for i := range rows {
-		frames[i] = messageFrame(&rows[i], true)
-		keys[frames[i].Key] = struct{}{}
+	frames := mergeReplay(rows, bcasts, lastEventID)
+	keys := make(map[string]struct{}, len(frames))
+	for _, f := range frames {
+		keys[f.Key] = struct{}{}
 	}
 	c.Replay(frames)
 	return keys, nil
+}
+
+// mergeReplay interleaves own messages (oldest first) and broadcasts
+// (newest first) by sort key, keeps the newest ReplayLimit (or, resuming
+// after an id, the oldest) and returns them oldest first.
+func mergeReplay(rows []models.Message, bcasts []models.Broadcast, after uint64) []hub.Frame {
+	type item struct {
+		key   uint64
+		frame hub.Frame
+	}
+	items := make([]item, 0, len(rows)+len(bcasts))
+	for i := range rows {
+		items = append(items, item{rows[i].SortKey, messageFrame(&rows[i], true)})
+	}
+	for i := range bcasts {
+		if bcasts[i].ID > after {
+			items = append(items, item{bcasts[i].ID, broadcastFrame(&bcasts[i], true)})
+		}
+	}
+	slices.SortFunc(items, func(x, y item) int { return cmp.Compare(x.key, y.key) })
+	if len(items) > ReplayLimit {
+		if after > 0 {
+			items = items[:ReplayLimit]
+		} else {
+			items = items[len(items)-ReplayLimit:]
+		}
+	}
+	out := make([]hub.Frame, len(items))
+	for i, it := range items {
+		out[i] = it.frame
+	}
+	return out
+}
+
+// advanceBroadcastMark moves uid's broadcast read mark up to their last
+// seen (the end of their previous session), never back.
+func (a *App) advanceBroadcastMark(ctx context.Context, uid uint64) error {
+	mark, err := a.broadcastMark(ctx, uid)
+	if err != nil {
+		return err
+	}
+	seen, err := a.LastSeen(ctx, []uint64{uid})
+	if err != nil {
+		return err
+	}
+	if seen[0].After(mark) {
+		a.setBroadcastMark(ctx, uid, seen[0])
+	}
+	return nil
 }
 
 // Disconnect unregisters c everywhere. Safe to call more than once.
@@ -225,18 +302,34 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 		if n, err = a.Repo.MarkAllRead(ctx, uid); err != nil {
 			return 0, err
 		}
+		if b, err := a.broadcastUnread(ctx, uid); err == nil {
+			for _, k := range b {
+				n += k
+			}
+		}
+		a.setBroadcastMark(ctx, uid, a.Clock.Now())
 		// Rebuild rather than zero: a message stored meanwhile stays counted.
 		if err = a.resetUnread(ctx, uid); err != nil {
 			return n, err
 		}
-		u, err = a.Unread(ctx, uid)
+		u, err = a.personalUnread(ctx, uid)
 	} else {
 		var res models.ReadResult
 		if res, err = a.Repo.MarkRead(ctx, uid, ids); err != nil {
 			return 0, err
 		}
 		n = res.Updated
+		if n < int64(len(ids)) { // the others may be broadcasts
+			nb, err := a.readBroadcasts(ctx, uid, ids)
+			if err != nil {
+				return n, err
+			}
+			n += nb
+		}
 		u, err = a.adjustUnread(ctx, uid, res.ByKind, res.Unacked)
+	}
+	if err == nil {
+		u, err = a.withBroadcasts(ctx, uid, u)
 	}
 	if err != nil {
 		return n, err
@@ -255,6 +348,9 @@ func (a *App) Ack(ctx context.Context, uid uint64, ids []uint64) (int64, error) 
 		return 0, nil
 	}
 	u, err := a.adjustUnread(ctx, uid, nil, n)
+	if err == nil {
+		u, err = a.withBroadcasts(ctx, uid, u)
+	}
 	if err != nil {
 		return n, err
 	}
@@ -267,8 +363,8 @@ type MessagePage struct {
 	Next     *string           `json:"next"`
 }
 
-// ListMessages returns uid's messages newest first, before the message
-// `before` when given.
+// ListMessages returns uid's messages and broadcasts newest first, before
+// the message `before` when given.
 func (a *App) ListMessages(ctx context.Context, uid uint64, unreadOnly bool, before string, limit int) (*MessagePage, error) {
 	q := models.ListQuery{UID: uid, UnreadOnly: unreadOnly, Limit: limit + 1}
 	if before != "" {
@@ -278,7 +374,11 @@ func (a *App) ListMessages(ctx context.Context, uid uint64, unreadOnly bool, bef
 		}
 		key, err := a.Repo.SortKeyOf(ctx, uid, id)
 		if errors.Is(err, models.ErrNoMessage) {
-			return nil, Invalid("before names no message of yours")
+			if b, berr := a.Repo.GetBroadcast(ctx, id); berr == nil && b.Status == models.BroadcastSent {
+				key, err = b.ID, nil
+			} else {
+				return nil, Invalid("before names no message of yours")
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -289,14 +389,52 @@ func (a *App) ListMessages(ctx context.Context, uid uint64, unreadOnly bool, bef
 	if err != nil {
 		return nil, err
 	}
-	page := &MessagePage{Messages: make([]json.RawMessage, 0, len(rows))}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next := FormatID(rows[limit-1].ID)
+	bq, err := a.broadcastQuery(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	mark := bq.After
+	if !unreadOnly {
+		bq.UnreadOnly = false
+		bq.After = a.Clock.Now().Add(-a.Cfg.Retention)
+	}
+	bq.BeforeID, bq.Limit = q.BeforeSortKey, limit+1
+	bcasts, err := a.Repo.ListBroadcasts(ctx, bq)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]uint64, len(bcasts))
+	for i := range bcasts {
+		ids[i] = bcasts[i].ID
+	}
+	reads, err := a.Repo.BroadcastReads(ctx, uid, ids)
+	if err != nil {
+		return nil, err
+	}
+	type item struct {
+		key uint64
+		id  uint64
+		js  json.RawMessage
+	}
+	items := make([]item, 0, len(rows)+len(bcasts))
+	for i := range rows {
+		items = append(items, item{rows[i].SortKey, rows[i].ID, storedMessageJSON(&rows[i])})
+	}
+	for i := range bcasts {
+		b := &bcasts[i]
+		read := reads[b.ID] || (b.SentAt != nil && !b.SentAt.After(mark))
+		items = append(items, item{b.ID, b.ID, mustJSON(storedMessage{ID: FormatID(b.ID), Kind: b.Kind, Body: json.RawMessage(b.Body),
+			TS: b.SentAt.UnixMilli(), Count: 1, Read: read, Acked: read, CreatedAt: b.CreatedAt, Broadcast: true})})
+	}
+	slices.SortFunc(items, func(x, y item) int { return cmp.Compare(y.key, x.key) })
+	page := &MessagePage{Messages: make([]json.RawMessage, 0, min(len(items), limit))}
+	if len(items) > limit {
+		items = items[:limit]
+		next := FormatID(items[limit-1].id)
 		page.Next = &next
 	}
-	for i := range rows {
-		page.Messages = append(page.Messages, storedMessageJSON(&rows[i]))
+	for _, it := range items {
+		page.Messages = append(page.Messages, it.js)
 	}
 	return page, nil
 }
@@ -310,6 +448,7 @@ type storedMessage struct {
 	Read      bool            `json:"read"`
 	Acked     bool            `json:"acked"`
 	CreatedAt time.Time       `json:"created_at"`
+	Broadcast bool            `json:"broadcast,omitempty"`
 }
 
 func storedMessageJSON(m *models.Message) json.RawMessage {

@@ -63,9 +63,18 @@ func unreadFromHash(h map[string]int64) Unread {
 	return u
 }
 
-// Unread returns uid's unread snapshot, rebuilding the cache from the
-// shard when it is missing.
+// Unread returns uid's unread snapshot: their own messages (from the
+// counter cache, rebuilt from the shard when missing) plus the broadcasts
+// they have not read.
 func (a *App) Unread(ctx context.Context, uid uint64) (Unread, error) {
+	u, err := a.personalUnread(ctx, uid)
+	if err != nil {
+		return u, err
+	}
+	return a.withBroadcasts(ctx, uid, u)
+}
+
+func (a *App) personalUnread(ctx context.Context, uid uint64) (Unread, error) {
 	h, err := a.Redis.Do(ctx, a.Redis.B().Hgetall().Key(keyUnread(uid)).Build()).AsIntMap()
 	if err != nil {
 		return Unread{}, fmt.Errorf("read unread of %d: %w", uid, err)
@@ -92,8 +101,8 @@ func (a *App) rebuildUnread(ctx context.Context, uid uint64) (Unread, error) {
 	return unreadFromHash(h), nil
 }
 
-// adjustUnread applies deltas to uid's counters and returns the snapshot
-// afterwards (rebuilt if the cache was missing).
+// adjustUnread applies deltas to uid's counters and returns the personal
+// snapshot afterwards (rebuilt if the cache was missing).
 func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]int64, unacked int64) (Unread, error) {
 	args := make([]string, 0, 2*len(byKind)+2)
 	for k, n := range byKind {
@@ -103,7 +112,7 @@ func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]in
 		args = append(args, fieldUnacked, strconv.FormatInt(-unacked, 10))
 	}
 	if len(args) == 0 {
-		return a.Unread(ctx, uid)
+		return a.personalUnread(ctx, uid)
 	}
 	h, err := adjustScript.Exec(ctx, a.Redis, []string{keyUnread(uid)}, args).AsIntMap()
 	if err != nil {

@@ -28,7 +28,7 @@ type Server struct {
 	internalLn       net.Listener
 	queue            *asynq.Client
 	worker           *asynq.Server
-	scheduler        *asynq.Scheduler
+	scheduler        *asynq.PeriodicTaskManager
 	draining         atomic.Bool
 }
 
@@ -41,9 +41,10 @@ func NewServer(a *app.App) (*Server, error) {
 	}
 	s := &Server{App: a, queue: asynq.NewClient(redisOpt)}
 	a.Queue = jobs.Queue{Client: s.queue}
+	a.Broadcasts = jobs.Queue{Client: s.queue}
 	if a.Cfg.RunWorkers {
 		s.worker = jobs.NewServer(redisOpt, a.Cfg, a.Log)
-		if s.scheduler, err = jobs.NewScheduler(redisOpt, a.Log); err != nil {
+		if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -82,6 +83,10 @@ func (s *Server) routeInternal(f *fiber.App) {
 	in.Post("/messages", postMessages(a))
 	in.Get("/users/:uid/presence", getPresence(a))
 	in.Get("/stats", getStats(a))
+	in.Post("/broadcasts", postBroadcast(a))
+	in.Get("/broadcasts", listBroadcasts(a))
+	in.Delete("/broadcasts/:id", deleteBroadcast(a))
+	in.Put("/users/:uid/segments", putSegments(a))
 }
 
 func (s *Server) routePublic(f *fiber.App) {
@@ -135,7 +140,7 @@ func (s *Server) Start() error {
 	}
 	go s.serve(s.public, s.publicLn)
 	if s.worker != nil {
-		if err := s.worker.Start(jobs.NewMux(s.App)); err != nil {
+		if err := s.worker.Start(jobs.NewMux(s.App, jobs.Queue{Client: s.queue})); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 		if err := s.scheduler.Start(); err != nil {

@@ -10,10 +10,12 @@ import (
 )
 
 // NewMux registers every task handler.
-func NewMux(a *app.App) *asynq.ServeMux {
+func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeDeliver, DeliverHandler{App: a})
 	mux.Handle(TypeRetention, RetentionHandler{App: a})
+	mux.Handle(TypeBroadcast, BroadcastHandler{App: a, Queue: q})
+	mux.Handle(TypeBroadcastRun, BroadcastHandler{App: a, Queue: q})
 	return mux
 }
 
@@ -58,11 +60,20 @@ func fmtArgs(args []any) string {
 	return fmt.Sprint(args...)
 }
 
-// NewScheduler registers the periodic tasks (retention).
-func NewScheduler(redis asynq.RedisConnOpt, log *slog.Logger) (*asynq.Scheduler, error) {
-	s := asynq.NewScheduler(redis, &asynq.SchedulerOpts{Logger: slogAdapter{log.With("component", "scheduler")}, LogLevel: asynq.WarnLevel})
-	if _, err := s.Register(RetentionEvery, NewRetentionTask()); err != nil {
-		return nil, fmt.Errorf("schedule retention: %w", err)
+// SyncEvery is how often the periodic task list (retention, recurring
+// broadcasts) is re-read.
+const SyncEvery = 10 * time.Second
+
+// NewScheduler runs the periodic tasks: retention and recurring broadcasts.
+func NewScheduler(redis asynq.RedisConnOpt, a *app.App, log *slog.Logger) (*asynq.PeriodicTaskManager, error) {
+	m, err := asynq.NewPeriodicTaskManager(asynq.PeriodicTaskManagerOpts{
+		PeriodicTaskConfigProvider: periodicConfigs{app: a},
+		RedisConnOpt:               redis,
+		SchedulerOpts:              &asynq.SchedulerOpts{Logger: slogAdapter{log.With("component", "scheduler")}, LogLevel: asynq.WarnLevel},
+		SyncInterval:               SyncEvery,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("periodic tasks: %w", err)
 	}
-	return s, nil
+	return m, nil
 }

@@ -55,6 +55,8 @@ type Client struct {
 	// LastTouch is when the app last recorded this peer as alive (unix ns).
 	LastTouch atomic.Int64
 
+	segments atomic.Pointer[map[string]struct{}]
+
 	mu        sync.Mutex
 	queue     []Frame
 	pending   []Frame // live frames held back while the unread replay runs
@@ -245,4 +247,26 @@ func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 			return nil
 		}
 	}
+}
+
+// SetSegments replaces the broadcast segments the client belongs to.
+func (c *Client) SetSegments(segs []string) {
+	m := make(map[string]struct{}, len(segs))
+	for _, s := range segs {
+		m[s] = struct{}{}
+	}
+	c.segments.Store(&m)
+}
+
+// InSegment reports whether a broadcast to segment reaches the client.
+func (c *Client) InSegment(segment string) bool {
+	if segment == "all" {
+		return true
+	}
+	m := c.segments.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := (*m)[segment]
+	return ok
 }

@@ -119,3 +119,14 @@ func (h *Hub) Has(uid uint64, connID string) bool {
 	}
 	return false
 }
+
+// EachOf calls fn for every client of uid here.
+func (h *Hub) EachOf(uid uint64, fn func(*Client)) {
+	s := h.shard(uid)
+	s.mu.RLock()
+	list := append([]*Client(nil), s.users[uid]...)
+	s.mu.RUnlock()
+	for _, c := range list {
+		fn(c)
+	}
+}

@@ -1,0 +1,524 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/models"
+	"github.com/redis/rueidis"
+	"github.com/robfig/cron/v3"
+)
+
+// A broadcast is stored once. Each instance fans it out to its own
+// connections in the segment, walking its hub one shard at a time with
+// one shared encoded frame; offline users see it through their unread
+// count and replay. See docs/protocol.md for the read-state model.
+
+const (
+	broadcastDedupeTTL = 15 * time.Minute
+	fanoutLockTTL      = time.Minute
+	maxSegments        = 100
+)
+
+var segmentRE = regexp.MustCompile(`^[a-z0-9_.-]{1,64}$`)
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// BroadcastRequest is a validated POST /internal/v1/broadcasts body.
+type BroadcastRequest struct {
+	Segment        string
+	Kind           string
+	Body           json.RawMessage
+	IdempotencyKey string
+	SendAt         *time.Time
+	Cron           string
+}
+
+// BroadcastResult answers a broadcast submission.
+type BroadcastResult struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// ParseBroadcast validates a broadcast body.
+func ParseBroadcast(raw []byte) (*BroadcastRequest, error) {
+	var b struct {
+		Segment        json.RawMessage `json:"segment"`
+		Kind           json.RawMessage `json:"kind"`
+		Body           json.RawMessage `json:"body"`
+		IdempotencyKey json.RawMessage `json:"idempotency_key"`
+		SendAt         json.RawMessage `json:"send_at"`
+		Cron           json.RawMessage `json:"cron"`
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
+	}
+	req := &BroadcastRequest{}
+	if !present(b.Segment) || json.Unmarshal(b.Segment, &req.Segment) != nil || !segmentRE.MatchString(req.Segment) {
+		return nil, Invalid(`segment must be "all" or a name matching [a-z0-9_.-]{1,64}`)
+	}
+	if !present(b.Kind) || json.Unmarshal(b.Kind, &req.Kind) != nil || !kindRE.MatchString(req.Kind) {
+		return nil, Invalid("kind must be a string matching [a-z0-9_.-]{1,32}")
+	}
+	if !present(b.Body) || bytes.TrimSpace(b.Body)[0] != '{' {
+		return nil, Invalid("body must be a JSON object")
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b.Body); err != nil {
+		return nil, Invalid("body must be a JSON object")
+	}
+	if compact.Len() > MaxBodyBytes {
+		return nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
+	}
+	req.Body = compact.Bytes()
+	var err error
+	if req.IdempotencyKey, err = optString(b.IdempotencyKey, "idempotency_key"); err != nil {
+		return nil, err
+	}
+	sendAt, err := optString(b.SendAt, "send_at")
+	if err != nil {
+		return nil, err
+	}
+	if sendAt != "" {
+		t, err := time.Parse(time.RFC3339, sendAt)
+		if err != nil {
+			return nil, Invalid("send_at must be an RFC 3339 time such as 2026-11-22T21:00:00+08:00")
+		}
+		req.SendAt = &t
+	}
+	if req.Cron, err = optString(b.Cron, "cron"); err != nil {
+		return nil, err
+	}
+	if req.Cron != "" {
+		if req.SendAt != nil {
+			return nil, Invalid("give send_at or cron, not both")
+		}
+		if _, err := cronParser.Parse(req.Cron); err != nil {
+			return nil, Invalid("cron must be a 5-field spec such as \"0 */5 * * *\": %v", err)
+		}
+	}
+	return req, nil
+}
+
+// BroadcastQueue schedules broadcast fan-outs; jobs implements it.
+type BroadcastQueue interface {
+	// EnqueueBroadcast runs the fan-out of broadcast id at at (now if zero).
+	EnqueueBroadcast(ctx context.Context, id uint64, at time.Time) error
+}
+
+// SubmitBroadcast stores a broadcast and schedules its fan-out. A repeat
+// within 15 minutes (same idempotency key, or same segment, kind and body)
+// answers the first id with Duplicate set, also when the two race.
+func (a *App) SubmitBroadcast(ctx context.Context, req *BroadcastRequest) (*BroadcastResult, error) {
+	dk := "k:" + req.IdempotencyKey
+	if req.IdempotencyKey == "" {
+		sum := sha256.Sum256(slices.Concat([]byte(req.Segment), []byte{0}, []byte(req.Kind), []byte{0}, req.Body, []byte{0}, []byte(req.Cron)))
+		dk = "h:" + hex.EncodeToString(sum[:])
+	}
+	id := a.IDs.Next()
+	key := keyBroadcastDedupe(dk)
+	err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(FormatID(id)).Nx().Px(broadcastDedupeTTL).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		first, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(key).Build()).ToString()
+		if err == nil {
+			return &BroadcastResult{ID: first, Duplicate: true}, nil
+		}
+	}
+	if err != nil {
+		return nil, ErrUnavailable
+	}
+	b := &models.Broadcast{ID: id, Segment: req.Segment, Kind: req.Kind, Body: string(req.Body),
+		Status: models.BroadcastScheduled, Cron: req.Cron, CreatedAt: time.Now().UTC()}
+	if req.Cron != "" {
+		b.Status = models.BroadcastRecurring
+	}
+	at := time.Time{}
+	if req.SendAt != nil && req.SendAt.After(time.Now()) {
+		at = req.SendAt.UTC()
+		b.SendAt = &at
+	}
+	fail := func(err error) (*BroadcastResult, error) {
+		a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(key).Build())
+		a.Log.Error("submit broadcast", "err", err)
+		return nil, ErrUnavailable
+	}
+	if err := a.Repo.InsertBroadcast(ctx, b); err != nil {
+		return fail(err)
+	}
+	if req.Cron == "" {
+		if err := a.Broadcasts.EnqueueBroadcast(ctx, id, at); err != nil {
+			return fail(err)
+		}
+	}
+	return &BroadcastResult{ID: FormatID(id)}, nil
+}
+
+// NewOccurrence stores one run of a recurring broadcast as its own
+// (scheduled) broadcast and returns its id; zero when the template is no
+// longer recurring (cancelled).
+func (a *App) NewOccurrence(ctx context.Context, templateID uint64) (uint64, error) {
+	t, err := a.Repo.GetBroadcast(ctx, templateID)
+	if errors.Is(err, models.ErrNoMessage) {
+		return 0, nil
+	}
+	if err != nil || t.Status != models.BroadcastRecurring {
+		return 0, err
+	}
+	b := &models.Broadcast{ID: a.IDs.Next(), Segment: t.Segment, Kind: t.Kind, Body: t.Body,
+		Status: models.BroadcastScheduled, ParentID: t.ID, CreatedAt: time.Now().UTC()}
+	if err := a.Repo.InsertBroadcast(ctx, b); err != nil {
+		return 0, err
+	}
+	return b.ID, nil
+}
+
+// ErrFanoutBusy is a fan-out already running elsewhere; retry later.
+var ErrFanoutBusy = errors.New("broadcast fan-out already running")
+
+// FanOut sends broadcast id to every instance, each of which pushes it to
+// its own connections in the segment. It is idempotent and restart-safe:
+// a lock keeps a second trigger from running alongside, and a checkpoint
+// (the set of instances reached) lets a restarted run skip them. beforeEach,
+// when set, runs before each instance (tests use it to stop midway).
+func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance string) error) error {
+	lock := keyFanoutLock(id)
+	if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(lock).Value(a.Instance).Nx().Px(fanoutLockTTL).Build()).Error(); err != nil {
+		if rueidis.IsRedisNil(err) {
+			return ErrFanoutBusy
+		}
+		return err
+	}
+	defer a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(lock).Build())
+	sent, err := a.Repo.MarkBroadcastSent(ctx, id, time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	if !sent {
+		return nil // cancelled
+	}
+	b, err := a.Repo.GetBroadcast(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := a.Redis.Do(ctx, a.Redis.B().Incr().Key(keyBroadcastGen).Build()).Error(); err != nil {
+		return err
+	}
+	insts, err := a.Redis.Do(ctx, a.Redis.B().Smembers().Key(keyInstances).Build()).AsStrSlice()
+	if err != nil {
+		return err
+	}
+	done, err := a.Redis.Do(ctx, a.Redis.B().Smembers().Key(keyFanoutDone(id)).Build()).AsStrSlice()
+	if err != nil {
+		return err
+	}
+	frame := broadcastFrame(b, false)
+	payload := encodeBroadcastEnvelope(b.Segment, frame)
+	slices.Sort(insts)
+	for _, inst := range insts {
+		if slices.Contains(done, inst) {
+			continue
+		}
+		if beforeEach != nil {
+			if err := beforeEach(inst); err != nil {
+				return err
+			}
+		}
+		if inst == a.Instance {
+			a.fanOutLocal(b.Segment, frame)
+		} else if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
+			return fmt.Errorf("publish broadcast to %s: %w", inst, err)
+		}
+		for _, r := range a.Redis.DoMulti(ctx,
+			a.Redis.B().Sadd().Key(keyFanoutDone(id)).Member(inst).Build(),
+			a.Redis.B().Expire().Key(keyFanoutDone(id)).Seconds(int64((24 * time.Hour).Seconds())).Build()) {
+			if err := r.Error(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fanOutLocal queues frame on every local connection in segment, one hub
+// shard at a time; the frame's bytes are shared by all of them.
+func (a *App) fanOutLocal(segment string, frame hub.Frame) int {
+	n := 0
+	a.Hub.Each(func(c *hub.Client) {
+		if c.InSegment(segment) && c.Send(frame) {
+			n++
+		}
+	})
+	a.Metrics.Pushed.Add(float64(n))
+	return n
+}
+
+func broadcastFrame(b *models.Broadcast, replay bool) hub.Frame {
+	id := FormatID(b.ID)
+	ts := b.CreatedAt
+	if b.SentAt != nil {
+		ts = *b.SentAt
+	}
+	return hub.Frame{Type: "msg", ID: id, Key: id + ":1", Data: mustJSON(msgFrame{
+		Type: "msg", ID: id, Kind: b.Kind, Body: json.RawMessage(b.Body), TS: ts.UnixMilli(),
+		Replay: replay, Count: 1, Broadcast: true,
+	})}
+}
+
+// encodeBroadcastEnvelope packs a broadcast for an instance channel:
+// "B\n<segment>\n" then the frame as in encodeEnvelope.
+func encodeBroadcastEnvelope(segment string, f hub.Frame) []byte {
+	head := []byte("B\n" + segment + "\n")
+	body := encodeEnvelope(0, []hub.Frame{f})
+	_, frames, _ := bytes.Cut(body, []byte{'\n'}) // drop the uid line
+	return append(head, frames...)
+}
+
+// --- segments ---
+
+// SetSegments replaces uid's API-set segments and refreshes the user's
+// live connections.
+func (a *App) SetSegments(ctx context.Context, uid uint64, segs []string) error {
+	if err := a.Repo.SetSegments(ctx, uid, segs); err != nil {
+		return err
+	}
+	a.Redis.Do(ctx, a.Redis.B().Del().Key(keySegments(uid), keyBroadcastUnread(uid)).Build())
+	return a.pushToUser(ctx, uid, hub.Frame{Type: ctlSegments})
+}
+
+// ctlSegments is an internal frame type: "this user's segments changed".
+// It is consumed by the instance, never sent to a client.
+const ctlSegments = "~seg"
+
+// ParseSegments validates a PUT /internal/v1/users/{uid}/segments body.
+func ParseSegments(raw []byte) ([]string, error) {
+	var b struct {
+		Segments *[]string `json:"segments"`
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
+	}
+	if b.Segments == nil {
+		return nil, Invalid(`segments is required: {"segments":["authors",...]}`)
+	}
+	if len(*b.Segments) > maxSegments {
+		return nil, Invalid("at most %d segments", maxSegments)
+	}
+	out := []string{}
+	for i, s := range *b.Segments {
+		if !segmentRE.MatchString(s) || s == "all" {
+			return nil, Invalid(`segments[%d] must match [a-z0-9_.-]{1,64} and not be "all"`, i)
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// segmentsOf returns every segment uid belongs to: "all", the API-set
+// ones and the groups of the user's latest token.
+func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
+	res := a.Redis.DoMulti(ctx,
+		a.Redis.B().Smembers().Key(keySegments(uid)).Build(),
+		a.Redis.B().Smembers().Key(keyTokenGroups(uid)).Build())
+	api, err := res[0].AsStrSlice()
+	if err != nil {
+		return nil, err
+	}
+	groups, _ := res[1].AsStrSlice()
+	if !slices.Contains(api, "~") {
+		if api, err = a.Repo.Segments(ctx, uid); err != nil {
+			return nil, err
+		}
+		a.Redis.Do(ctx, a.Redis.B().Sadd().Key(keySegments(uid)).Member(append([]string{"~"}, api...)...).Build())
+	}
+	out := []string{"all"}
+	for _, s := range slices.Concat(api, groups) {
+		if s != "~" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// rememberGroups stores the groups of the user's token, for fan-out
+// membership computed where the token is not at hand.
+func (a *App) rememberGroups(ctx context.Context, uid uint64, groups []string) {
+	key := keyTokenGroups(uid)
+	cmds := rueidis.Commands{a.Redis.B().Del().Key(key).Build()}
+	if len(groups) > 0 {
+		cmds = append(cmds, a.Redis.B().Sadd().Key(key).Member(groups...).Build(),
+			a.Redis.B().Expire().Key(key).Seconds(int64(a.Cfg.ReleaseAfter/time.Second)).Build())
+	}
+	a.Redis.DoMulti(ctx, cmds...)
+}
+
+// refreshSegments reloads the segments of uid's clients on this instance.
+func (a *App) refreshSegments(uid uint64) {
+	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+	defer cancel()
+	segs, err := a.segmentsOf(ctx, uid)
+	if err != nil {
+		a.Log.Warn("refresh segments", "uid", uid, "err", err)
+		return
+	}
+	a.Hub.EachOf(uid, func(c *hub.Client) { c.SetSegments(segs) })
+}
+
+// --- read state ---
+
+// broadcastMark returns the time before which broadcasts count as read
+// for uid: the end of their previous session or their last read-all;
+// for a user never seen, now (old broadcasts are not news to them).
+func (a *App) broadcastMark(ctx context.Context, uid uint64) (time.Time, error) {
+	v, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyBroadcastMark(uid)).Build()).ToString()
+	if err == nil {
+		ms, _ := strconv.ParseInt(v, 10, 64)
+		return time.UnixMilli(ms), nil
+	}
+	if !rueidis.IsRedisNil(err) {
+		return time.Time{}, err
+	}
+	seen, err := a.LastSeen(ctx, []uint64{uid})
+	if err != nil {
+		return time.Time{}, err
+	}
+	mark := seen[0]
+	if mark.IsZero() {
+		mark = a.Clock.Now()
+	}
+	a.setBroadcastMark(ctx, uid, mark)
+	return mark, nil
+}
+
+func (a *App) setBroadcastMark(ctx context.Context, uid uint64, t time.Time) {
+	a.Redis.DoMulti(ctx,
+		a.Redis.B().Set().Key(keyBroadcastMark(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(a.Cfg.ReleaseAfter+24*time.Hour).Build(),
+		a.Redis.B().Del().Key(keyBroadcastUnread(uid)).Build())
+}
+
+// broadcastQuery is uid's unread-broadcast query.
+func (a *App) broadcastQuery(ctx context.Context, uid uint64) (models.BroadcastQuery, error) {
+	segs, err := a.segmentsOf(ctx, uid)
+	if err != nil {
+		return models.BroadcastQuery{}, err
+	}
+	mark, err := a.broadcastMark(ctx, uid)
+	if err != nil {
+		return models.BroadcastQuery{}, err
+	}
+	after := a.Clock.Now().Add(-a.Cfg.Retention)
+	if mark.After(after) {
+		after = mark
+	}
+	return models.BroadcastQuery{UID: uid, Segments: segs, After: after, UnreadOnly: true}, nil
+}
+
+// broadcastUnread returns uid's unread broadcasts per kind, cached until
+// a broadcast is sent or the user's state changes.
+func (a *App) broadcastUnread(ctx context.Context, uid uint64) (map[string]int64, error) {
+	res := a.Redis.DoMulti(ctx,
+		a.Redis.B().Get().Key(keyBroadcastGen).Build(),
+		a.Redis.B().Hgetall().Key(keyBroadcastUnread(uid)).Build())
+	gen, err := res[0].AsInt64()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return nil, err
+	}
+	if h, err := res[1].AsIntMap(); err == nil && len(h) > 0 && h["~gen"] == gen {
+		delete(h, "~gen")
+		return h, nil
+	}
+	q, err := a.broadcastQuery(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := a.Repo.CountBroadcasts(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"~gen", strconv.FormatInt(gen, 10)}
+	for k, n := range counts {
+		args = append(args, k, strconv.FormatInt(n, 10))
+	}
+	key := keyBroadcastUnread(uid)
+	a.Redis.DoMulti(ctx, a.Redis.B().Del().Key(key).Build(),
+		a.Redis.B().Hset().Key(key).FieldValue().FieldValue(args[0], args[1]).Build(),
+		a.Redis.B().Expire().Key(key).Seconds(3600).Build())
+	if len(args) > 2 {
+		cmd := a.Redis.B().Hset().Key(key).FieldValue()
+		for i := 2; i+1 < len(args); i += 2 {
+			cmd = cmd.FieldValue(args[i], args[i+1])
+		}
+		a.Redis.Do(ctx, cmd.Build())
+	}
+	return counts, nil
+}
+
+// withBroadcasts adds uid's unread broadcasts to a personal snapshot.
+func (a *App) withBroadcasts(ctx context.Context, uid uint64, u Unread) (Unread, error) {
+	b, err := a.broadcastUnread(ctx, uid)
+	if err != nil {
+		return u, err
+	}
+	for k, n := range b {
+		if n > 0 {
+			u.ByKind[k] += n
+			u.Total += n
+		}
+	}
+	return u, nil
+}
+
+// readBroadcasts marks the broadcasts among ids read for uid.
+func (a *App) readBroadcasts(ctx context.Context, uid uint64, ids []uint64) (int64, error) {
+	kinds, err := a.Repo.BroadcastKinds(ctx, ids)
+	if err != nil || len(kinds) == 0 {
+		return 0, err
+	}
+	q, err := a.broadcastQuery(ctx, uid)
+	if err != nil {
+		return 0, err
+	}
+	var mine []uint64
+	list, err := a.Repo.ListBroadcasts(ctx, models.BroadcastQuery{UID: uid, Segments: q.Segments, After: q.After, UnreadOnly: true, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range list {
+		if _, ok := kinds[b.ID]; ok {
+			mine = append(mine, b.ID)
+		}
+	}
+	n, err := a.Repo.ReadBroadcasts(ctx, uid, mine, time.Now())
+	if err == nil && n > 0 {
+		a.Redis.Do(ctx, a.Redis.B().Del().Key(keyBroadcastUnread(uid)).Build())
+	}
+	return n, err
+}
+
+// PendingBroadcasts lists scheduled and recurring broadcasts.
+func (a *App) PendingBroadcasts(ctx context.Context) ([]models.Broadcast, error) {
+	return a.Repo.PendingBroadcasts(ctx)
+}
+
+// CancelBroadcast cancels a scheduled or recurring broadcast.
+func (a *App) CancelBroadcast(ctx context.Context, id uint64) error {
+	ok, err := a.Repo.CancelBroadcast(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return Errorf(404, "not_found", "no scheduled or recurring broadcast %d", id)
+	}
+	return nil
+}
