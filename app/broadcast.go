@@ -199,6 +199,7 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 		return err
 	}
 	defer a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(lock).Build())
+	a.Log.Info("broadcast fan-out starts", "id", id, "since_submit", time.Since(IDTime(id)))
 	sent, err := a.Repo.MarkBroadcastSent(ctx, id, time.Now().UTC())
 	if err != nil {
 		return err
@@ -252,6 +253,7 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 // fanOutLocal queues frame on every local connection in segment, one hub
 // shard at a time; the frame's bytes are shared by all of them.
 func (a *App) fanOutLocal(segment string, frame hub.Frame) int {
+	start := time.Now()
 	n := 0
 	a.Hub.Each(func(c *hub.Client) {
 		if c.InSegment(segment) && c.Send(frame) {
@@ -259,6 +261,7 @@ func (a *App) fanOutLocal(segment string, frame hub.Frame) int {
 		}
 	})
 	a.Metrics.Pushed.Add(float64(n))
+	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", segment, "connections", n, "took", time.Since(start))
 	return n
 }
 
@@ -398,7 +401,20 @@ func (a *App) broadcastMark(ctx context.Context, uid uint64) (time.Time, error) 
 		mark = a.Clock.Now()
 	}
 	a.setBroadcastMark(ctx, uid, mark)
+	a.Redis.Do(ctx, a.Redis.B().Set().Key(keyBroadcastFirst(uid)).Value(strconv.FormatInt(mark.UnixMilli(), 10)).Nx().Ex(a.Cfg.Retention+24*time.Hour).Build())
 	return mark, nil
+}
+
+// broadcastHistoryStart is when uid's broadcast history begins: their
+// first mark, or the retention cut-off when that is later or unknown.
+func (a *App) broadcastHistoryStart(ctx context.Context, uid uint64) time.Time {
+	start := a.Clock.Now().Add(-a.Cfg.Retention)
+	if v, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyBroadcastFirst(uid)).Build()).ToString(); err == nil {
+		if ms, _ := strconv.ParseInt(v, 10, 64); time.UnixMilli(ms).After(start) {
+			start = time.UnixMilli(ms)
+		}
+	}
+	return start
 }
 
 func (a *App) setBroadcastMark(ctx context.Context, uid uint64, t time.Time) {

@@ -85,3 +85,7 @@ func keyBroadcastDedupe(k string) string { return keyPrefix + "bdup:" + k }
 // keyFanoutDone lists the instances it has reached (the checkpoint).
 func keyFanoutLock(id uint64) string { return keyPrefix + "bfan:lock:" + u64(id) }
 func keyFanoutDone(id uint64) string { return keyPrefix + "bfan:done:" + u64(id) }
+
+// keyBroadcastFirst is the user's first broadcast mark (ms): broadcasts
+// older than the user's first visit are not in their history.
+func keyBroadcastFirst(uid uint64) string { return keyPrefix + "bfirst:" + u64(uid) }

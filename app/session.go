@@ -396,7 +396,7 @@ func (a *App) ListMessages(ctx context.Context, uid uint64, unreadOnly bool, bef
 	mark := bq.After
 	if !unreadOnly {
 		bq.UnreadOnly = false
-		bq.After = a.Clock.Now().Add(-a.Cfg.Retention)
+		bq.After = a.broadcastHistoryStart(ctx, uid)
 	}
 	bq.BeforeID, bq.Limit = q.BeforeSortKey, limit+1
 	bcasts, err := a.Repo.ListBroadcasts(ctx, bq)

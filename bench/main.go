@@ -96,22 +96,34 @@ func envOr(k, def string) string {
 
 // client is one bench WebSocket user.
 type client struct {
-	uid  uint64
-	conn *websocket.Conn
+	uid       uint64
+	conn      *websocket.Conn
+	latencies []time.Duration // written by the client's reader only
+	done      chan struct{}
 }
 
+// stats are shared by every client goroutine without a lock, so the tool
+// measures the server rather than its own contention.
 type stats struct {
-	mu        sync.Mutex
-	latencies []time.Duration
-	received  atomic.Int64
-	lastRecv  atomic.Int64 // unix ns
-	perBcast  map[string]*bcastStat
-	errors    atomic.Int64
+	received atomic.Int64
+	lastRecv atomic.Int64 // unix ns
+	bcasts   [64]bcastStat
+	errors   atomic.Int64
 }
 
 type bcastStat struct {
-	got  int
-	last int64
+	got  atomic.Int64
+	last atomic.Int64 // unix ns of the latest receipt
+}
+
+func (b *bcastStat) seen(now int64) {
+	b.got.Add(1)
+	for {
+		old := b.last.Load()
+		if now <= old || b.last.CompareAndSwap(old, now) {
+			return
+		}
+	}
 }
 
 // frame is what a bench client parses out of every frame.
@@ -121,8 +133,8 @@ type frame struct {
 	Broadcast bool   `json:"broadcast"`
 	Replay    bool   `json:"replay"`
 	Body      struct {
-		Sent int64  `json:"sent"`
-		Tag  string `json:"tag"`
+		Sent int64 `json:"sent"`
+		Tag  int   `json:"tag"` // broadcast number + 1
 	} `json:"body"`
 }
 
@@ -146,7 +158,7 @@ func rssKB(pids []int) int64 {
 
 func run(cfg config) error {
 	auth := app.NewAuth(cfg.secret)
-	st := &stats{perBcast: map[string]*bcastStat{}}
+	st := &stats{}
 	rssBefore := rssKB(cfg.pids)
 
 	clients := make([]*client, cfg.conns)
@@ -195,9 +207,7 @@ func run(cfg config) error {
 	}
 	switch cfg.mode {
 	case "direct":
-		err := direct(cfg, live, st)
-		closeAll(live)
-		return err
+		return direct(cfg, live, st)
 	case "broadcast":
 		err := broadcast(cfg, live, st)
 		if len(cfg.pids) > 0 {
@@ -245,10 +255,11 @@ func dial(cfg config, auth *app.Auth, uid uint64, i int) (*client, error) {
 		return nil, fmt.Errorf("first frame is not hello: %s", data)
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	return &client{uid: uid, conn: conn}, nil
+	return &client{uid: uid, conn: conn, done: make(chan struct{})}, nil
 }
 
 func read(c *client, st *stats) {
+	defer close(c.done)
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -268,19 +279,11 @@ func read(c *client, st *stats) {
 		}
 		st.received.Add(1)
 		st.lastRecv.Store(now)
-		st.mu.Lock()
-		if f.Broadcast || f.Body.Tag != "" {
-			b := st.perBcast[f.Body.Tag]
-			if b == nil {
-				b = &bcastStat{}
-				st.perBcast[f.Body.Tag] = b
-			}
-			b.got++
-			b.last = max(b.last, now)
+		if f.Body.Tag > 0 && f.Body.Tag <= len(st.bcasts) {
+			st.bcasts[f.Body.Tag-1].seen(now)
 		} else {
-			st.latencies = append(st.latencies, time.Duration(now-f.Body.Sent))
+			c.latencies = append(c.latencies, time.Duration(now-f.Body.Sent))
 		}
-		st.mu.Unlock()
 	}
 }
 
@@ -347,9 +350,12 @@ func direct(cfg config, live []*client, st *stats) error {
 	}
 	got := st.received.Load()
 	span := time.Duration(st.lastRecv.Load() - start.UnixNano())
-	st.mu.Lock()
-	lat := st.latencies
-	st.mu.Unlock()
+	closeAll(live) // readers stop; their latency lists are then safe to read
+	var lat []time.Duration
+	for _, c := range live {
+		<-c.done
+		lat = append(lat, c.latencies...)
+	}
 	fmt.Printf("posted %d messages in %v (%d failed): %.0f publish/s; ingest p50 %v p99 %v\n",
 		cfg.msgs, pubDur.Round(time.Millisecond), postErrs.Load(), float64(cfg.msgs)/pubDur.Seconds(), pct(pubLat, 50), pct(pubLat, 99))
 	fmt.Printf("delivered %d/%d in %v: %.0f delivered/s\n", got, want, span.Round(time.Millisecond), float64(got)/span.Seconds())
@@ -363,35 +369,23 @@ func direct(cfg config, live []*client, st *stats) error {
 func broadcast(cfg config, live []*client, st *stats) error {
 	hc := httpClient(4)
 	var times []time.Duration
-	for i := range cfg.broadcasts {
-		tag := fmt.Sprintf("b%d-%d", cfg.uidBase, i)
+	for i := range min(cfg.broadcasts, len(st.bcasts)) {
 		t0 := time.Now()
-		body := fmt.Appendf(nil, `{"segment":"all","kind":"bench","body":{"sent":%d,"tag":%q}}`, t0.UnixNano(), tag)
+		body := fmt.Appendf(nil, `{"segment":"all","kind":"bench","body":{"sent":%d,"tag":%d,"run":%d}}`, t0.UnixNano(), i+1, cfg.uidBase)
 		code, resp, err := postJSON(hc, cfg.ingest+"/internal/v1/broadcasts", cfg.key, body)
 		if err != nil || code != 202 {
 			return fmt.Errorf("broadcast post: %d %s %v", code, resp, err)
 		}
+		b := &st.bcasts[i]
 		deadline := time.Now().Add(cfg.timeout)
-		for {
-			st.mu.Lock()
-			b := st.perBcast[tag]
-			done := b != nil && b.got >= len(live)
-			var last int64
-			var got int
-			if b != nil {
-				last, got = b.last, b.got
-			}
-			st.mu.Unlock()
-			if done {
-				times = append(times, time.Duration(last-t0.UnixNano()))
-				fmt.Printf("broadcast %d: all %d clients in %v\n", i, len(live), times[len(times)-1].Round(time.Millisecond))
-				break
-			}
+		for b.got.Load() < int64(len(live)) {
 			if time.Now().After(deadline) {
-				return fmt.Errorf("broadcast %d reached %d/%d clients", i, got, len(live))
+				return fmt.Errorf("broadcast %d reached %d/%d clients", i, b.got.Load(), len(live))
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(time.Millisecond)
 		}
+		times = append(times, time.Duration(b.last.Load()-t0.UnixNano()))
+		fmt.Printf("broadcast %d: all %d clients in %v\n", i, len(live), times[len(times)-1].Round(time.Millisecond))
 		time.Sleep(500 * time.Millisecond)
 	}
 	fmt.Printf("fan-out time: median %v (min %v, max %v) over %d broadcasts to %d clients\n",

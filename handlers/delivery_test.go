@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -30,24 +29,23 @@ func countRows(tb testing.TB, uid uint64) int {
 	return n
 }
 
-// drain collects frames of type typ for d.
+// drain waits d, then returns the frames of type typ that arrived. It
+// reads up to a pong it asks for, so no read times out (a timed-out
+// WebSocket read breaks the connection for good).
 func (c *wsClient) drain(typ string, d time.Duration) []frame {
 	c.tb.Helper()
+	time.Sleep(d)
+	c.send(`{"type":"ping"}`)
 	var out []frame
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		_ = c.conn.SetReadDeadline(end)
-		_, data, err := c.conn.ReadMessage()
-		if err != nil {
-			break
-		}
-		var f frame
-		_ = json.Unmarshal(data, &f)
-		if f.str("type") == typ {
+	for {
+		f := c.next()
+		switch f.str("type") {
+		case "pong":
+			return out
+		case typ:
 			out = append(out, f)
 		}
 	}
-	return out
 }
 
 func TestIdempotentIngestRacing(t *testing.T) {

@@ -136,9 +136,9 @@ func resetStores(ctx context.Context, redisURL, dsn string) error {
 // newUID returns a user id no other test uses.
 func newUID() uint64 { return nextUID.Add(1) }
 
-func mint(tb testing.TB, uid uint64) string {
+func mint(tb testing.TB, uid uint64, groups ...string) string {
 	tb.Helper()
-	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid}, time.Hour)
+	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid, Groups: groups}, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -194,6 +194,7 @@ func (f frame) num(k string) int64  { n, _ := f[k].(float64); return int64(n) }
 type wsClient struct {
 	tb   testing.TB
 	conn *websocket.Conn
+	wait time.Duration // how long next waits; zero means 5 s
 }
 
 func dialWS(tb testing.TB, uid uint64) *wsClient {
@@ -217,10 +218,14 @@ func (c *wsClient) send(v string) {
 	}
 }
 
-// next returns the next frame, failing after 5 s.
+// next returns the next frame, failing after c.wait (5 s).
 func (c *wsClient) next() frame {
 	c.tb.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	wait := c.wait
+	if wait == 0 {
+		wait = 5 * time.Second
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(wait))
 	_, data, err := c.conn.ReadMessage()
 	if err != nil {
 		c.tb.Fatalf("read frame: %v", err)

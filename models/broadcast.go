@@ -42,6 +42,15 @@ type UserSegment struct {
 	Segment string `bun:"segment,pk"`
 }
 
+// BroadcastRead records one user's read of one broadcast.
+type BroadcastRead struct {
+	bun.BaseModel `bun:"table:broadcast_reads"`
+
+	UID         uint64    `bun:"uid,pk"`
+	BroadcastID uint64    `bun:"broadcast_id,pk"`
+	ReadAt      time.Time `bun:"read_at"`
+}
+
 // InsertBroadcast stores b.
 func (r *Repo) InsertBroadcast(ctx context.Context, b *Broadcast) error {
 	if _, err := r.DB.NewInsert().Model(b).Exec(ctx); err != nil {
@@ -159,11 +168,11 @@ func (r *Repo) ReadBroadcasts(ctx context.Context, uid uint64, ids []uint64, at 
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	rows := make([]map[string]any, len(ids))
+	rows := make([]BroadcastRead, len(ids))
 	for i, id := range ids {
-		rows[i] = map[string]any{"uid": uid, "broadcast_id": id, "read_at": at.UTC()}
+		rows[i] = BroadcastRead{UID: uid, BroadcastID: id, ReadAt: at.UTC()}
 	}
-	res, err := r.DB.NewInsert().Model(&rows).TableExpr("broadcast_reads").Ignore().Exec(ctx)
+	res, err := r.DB.NewInsert().Model(&rows).Ignore().Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("record broadcast reads: %w", err)
 	}

@@ -72,6 +72,24 @@ func TestThreeInstances(t *testing.T) {
 		}
 	})
 
+	t.Run("a broadcast posted to instance 1 reaches every instance once", func(t *testing.T) {
+		others := []*client{dial(t, i1, newUID()), dial(t, i3, newUID())}
+		code, body := i1.request(t, http.MethodPost, "/internal/v1/broadcasts", ingestKey,
+			fmt.Sprintf(`{"segment":"all","kind":"system","body":{"n":%d}}`, user))
+		if code != 202 {
+			t.Fatalf("broadcast = %d %v", code, body)
+		}
+		id := body["id"].(string)
+		for i, c := range append([]*client{phone, browser}, others...) {
+			if !c.waitMsg(id, 10*time.Second) {
+				t.Fatalf("client %d did not get broadcast %s", i, id)
+			}
+		}
+		for _, c := range others {
+			c.conn.Close()
+		}
+	})
+
 	t.Run("Redis restart: delivery resumes by itself", func(t *testing.T) {
 		rds.stop()
 		time.Sleep(500 * time.Millisecond)

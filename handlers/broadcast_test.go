@@ -1,0 +1,356 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/models"
+)
+
+func dialWSGroups(t *testing.T, base string, uid uint64, groups ...string) *wsClient {
+	t.Helper()
+	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid, Groups: groups}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := websocket.DefaultDialer.Dial(base+"/ws?token="+tok, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &wsClient{tb: t, conn: conn}
+	c.until("hello")
+	return c
+}
+
+// broadcast posts a broadcast and returns its id.
+func broadcast(t *testing.T, body string) string {
+	t.Helper()
+	code, b := post(t, "/internal/v1/broadcasts", testIngestKey, body)
+	if code != 202 || b["duplicate"] != false {
+		t.Fatalf("broadcast = %d %v, want 202", code, b)
+	}
+	return b["id"].(string)
+}
+
+func uniqueSegment(prefix string) string { return fmt.Sprintf("%s%d", prefix, newUID()) }
+
+func TestBroadcastTargetsMembersOnlineAndOffline(t *testing.T) {
+	seg := uniqueSegment("authors")
+	jwtMember, apiMember, outsider, offlineMember := newUID(), newUID(), newUID(), newUID()
+	if code, b := do(t, http.MethodPut, fmt.Sprintf("/internal/v1/users/%d/segments", apiMember), testIngestKey, `{"segments":["`+seg+`"]}`); code != 204 {
+		t.Fatalf("PUT segments = %d %v", code, b)
+	}
+	do(t, http.MethodPut, fmt.Sprintf("/internal/v1/users/%d/segments", offlineMember), testIngestKey, `{"segments":["`+seg+`","x"]}`)
+	// The offline member was seen before the broadcast.
+	c := dialWSGroups(t, wsURL, offlineMember)
+	c.conn.Close()
+	waitOffline(t, offlineMember)
+
+	a := dialWSGroups(t, wsURL, jwtMember, seg)
+	b := dialWSGroups(t, wsURL, apiMember)
+	o := dialWSGroups(t, wsURL, outsider, "other")
+	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"for authors"}}`)
+	for name, cl := range map[string]*wsClient{"jwt member": a, "api member": b} {
+		m := cl.until("msg")
+		if m.str("id") != id || m["broadcast"] != true || m["replay"] != false {
+			t.Fatalf("%s got %v, want broadcast %s", name, m, id)
+		}
+	}
+	if got := o.drain("msg", 700*time.Millisecond); len(got) != 0 {
+		t.Fatalf("non-member got %v", got)
+	}
+	// The offline member counts it as unread, and gets it in the replay.
+	if total, _ := unreadOf(t, offlineMember); total != 1 {
+		t.Fatalf("offline member unread = %d, want 1", total)
+	}
+	if total, _ := unreadOf(t, outsider); total != 0 {
+		t.Fatalf("outsider unread = %d, want 0", total)
+	}
+	back := dialWSGroups(t, wsURL, offlineMember)
+	m := back.until("msg")
+	if m.str("id") != id || m["replay"] != true || m["broadcast"] != true {
+		t.Fatalf("replay = %v, want broadcast %s replay:true", m, id)
+	}
+	_, page := do(t, http.MethodGet, "/api/v1/me/messages?unread=true", mint(t, offlineMember), "")
+	if msgs := page["messages"].([]any); len(msgs) != 1 || msgs[0].(map[string]any)["id"] != id {
+		t.Fatalf("unread messages = %v, want the broadcast", page)
+	}
+	// Reading it one by one takes it off the count.
+	if _, r := post(t, "/api/v1/me/read", mint(t, offlineMember), `{"ids":["`+id+`"]}`); r["updated"].(float64) != 1 {
+		t.Fatalf("read broadcast = %v, want updated 1", r)
+	}
+	if total, _ := unreadOf(t, offlineMember); total != 0 {
+		t.Fatalf("unread after reading the broadcast = %d, want 0", total)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"segments":"x"}`, "invalid_json"}, {`{}`, "invalid_input"}, {`{"segments":["Bad Name"]}`, "invalid_input"}, {`{"segments":["all"]}`, "invalid_input"},
+	} {
+		if code, b := do(t, http.MethodPut, "/internal/v1/users/1/segments", testIngestKey, tc.body); code != 400 || b["error"].(map[string]any)["code"] != tc.want {
+			t.Errorf("PUT segments %s = %d %v, want 400 %s", tc.body, code, b, tc.want)
+		}
+	}
+}
+
+func waitOffline(t *testing.T, uid uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, b := do(t, http.MethodGet, fmt.Sprintf("/internal/v1/users/%d/presence", uid), testIngestKey, "")
+		if b["online"] == false {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("user %d still online", uid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBroadcastUnreadArithmeticWithLastSeen(t *testing.T) {
+	seg := uniqueSegment("seg")
+	uid := newUID()
+	before := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":"before first visit"}}`)
+	waitSent(t, before)
+	c := dialWSGroups(t, wsURL, uid, seg) // first visit: earlier broadcasts are not news
+	c.conn.Close()
+	waitOffline(t, uid)
+	if total, _ := unreadOf(t, uid); total != 0 {
+		t.Fatalf("unread after first visit = %d, want 0", total)
+	}
+	one := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":1}}`)
+	broadcast(t, `{"segment":"all","kind":"notice","body":{"n":"`+seg+`"}}`)
+	send(t, uid, "comment", "own")
+	waitSent(t, one)
+	waitRows(t, uid, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, b := do(t, http.MethodGet, "/api/v1/me/unread", mint(t, uid, seg), "")
+		bk := b["by_kind"].(map[string]any)
+		// "all" broadcasts from other tests may land too: count ours.
+		if code == 200 && bk["system"] == 1.0 && bk["comment"] == 1.0 && bk["notice"] != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unread = %v, want system 1, comment 1 and the notice", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Read-all covers broadcasts too.
+	post(t, "/api/v1/me/read", mint(t, uid), `{"all":true}`)
+	if total, _ := unreadOf(t, uid); total != 0 {
+		t.Fatalf("unread after read all = %d, want 0", total)
+	}
+	// A new session: what arrived while away counts, what came before does not.
+	c = dialWSGroups(t, wsURL, uid, seg)
+	c.conn.Close()
+	waitOffline(t, uid)
+	later := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2}}`)
+	waitSent(t, later)
+	if _, b := do(t, http.MethodGet, "/api/v1/me/unread", mint(t, uid, seg), ""); b["by_kind"].(map[string]any)["system"] != 1.0 {
+		t.Fatalf("unread after another visit = %v, want only the later broadcast", b)
+	}
+}
+
+func waitSent(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var status string
+		_ = testDB.QueryRow("SELECT status FROM broadcasts WHERE id = ?", id).Scan(&status)
+		if status == models.BroadcastSent {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broadcast %s is %q after 10 s, want sent", id, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBroadcastDuplicates(t *testing.T) {
+	seg := uniqueSegment("dup")
+	body := `{"segment":"` + seg + `","kind":"system","body":{"x":1}}`
+	first := broadcast(t, body)
+	code, b := post(t, "/internal/v1/broadcasts", testIngestKey, body)
+	if code != 200 || b["duplicate"] != true || b["id"] != first {
+		t.Fatalf("same body again = %d %v, want 200 duplicate %s", code, b, first)
+	}
+	// A different body is a new broadcast; the same key with any body is not.
+	other := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"x":2},"idempotency_key":"k-`+seg+`"}`)
+	if other == first {
+		t.Fatal("different body answered as duplicate")
+	}
+	code, b = post(t, "/internal/v1/broadcasts", testIngestKey, `{"segment":"`+seg+`","kind":"system","body":{"x":3},"idempotency_key":"k-`+seg+`"}`)
+	if code != 200 || b["id"] != other {
+		t.Fatalf("same key = %d %v, want 200 with %s", code, b, other)
+	}
+	// Racing submits: one broadcast.
+	raceBody := `{"segment":"` + seg + `","kind":"system","body":{"race":true}}`
+	var wg sync.WaitGroup
+	ids := make([]string, 8)
+	fresh := make([]bool, 8)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, b := post(t, "/internal/v1/broadcasts", testIngestKey, raceBody)
+			ids[i], fresh[i] = fmt.Sprint(b["id"]), code == 202
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for i := range ids {
+		if ids[i] != ids[0] {
+			t.Fatalf("racing submits got ids %v, want one", ids)
+		}
+		if fresh[i] {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d racing submits were accepted as new, want 1", n)
+	}
+	var rows int
+	_ = testDB.QueryRow("SELECT COUNT(*) FROM broadcasts WHERE segment = ?", seg).Scan(&rows)
+	if rows != 3 {
+		t.Fatalf("%d broadcast rows for the segment, want 3", rows)
+	}
+	for _, bad := range []string{`{"segment":"all"}`, `{"segment":"Bad!","kind":"k","body":{}}`, `{"segment":"all","kind":"k","body":[]}`,
+		`{"segment":"all","kind":"k","body":{},"send_at":"tomorrow"}`, `{"segment":"all","kind":"k","body":{},"cron":"every day"}`,
+		`{"segment":"all","kind":"k","body":{},"cron":"* * * * *","send_at":"2030-01-01T00:00:00Z"}`} {
+		if code, b := post(t, "/internal/v1/broadcasts", testIngestKey, bad); code != 400 || b["error"] == nil {
+			t.Errorf("POST %s = %d %v, want 400", bad, code, b)
+		}
+	}
+}
+
+func TestScheduledBroadcastArrives(t *testing.T) {
+	seg := uniqueSegment("sched")
+	c := dialWSGroups(t, wsURL, newUID(), seg)
+	at := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+at+`"}`)
+	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	if !strings.Contains(fmt.Sprint(list), id) {
+		t.Fatalf("pending list %v lacks %s", list, id)
+	}
+	if early := c.drain("msg", time.Second); len(early) != 0 {
+		t.Fatalf("scheduled broadcast arrived early: %v", early)
+	}
+	c.wait = 8 * time.Second
+	if m := c.until("msg"); m.str("id") != id {
+		t.Fatalf("got %v, want %s", m, id)
+	}
+	// A cancelled one never comes.
+	at = time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	gone := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2},"send_at":"`+at+`"}`)
+	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 204 {
+		t.Fatalf("DELETE = %d, want 204", code)
+	}
+	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 404 {
+		t.Fatalf("second DELETE = %d, want 404", code)
+	}
+	if got := c.drain("msg", 3*time.Second); len(got) != 0 {
+		t.Fatalf("cancelled broadcast arrived: %v", got)
+	}
+}
+
+func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
+	seg := uniqueSegment("cron")
+	c := dialWSGroups(t, wsURL, newUID(), seg)
+	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"every":"minute"},"cron":"* * * * *"}`)
+	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	if !strings.Contains(fmt.Sprint(list), id) || !strings.Contains(fmt.Sprint(list), "recurring") {
+		t.Fatalf("pending list %v lacks recurring %s", list, id)
+	}
+	// The scheduler picks it up at its next sync and runs it at the next minute.
+	c.wait = 80 * time.Second
+	m := c.until("msg")
+	if m["broadcast"] != true || m.str("id") == id {
+		t.Fatalf("occurrence = %v, want a new broadcast id from template %s", m, id)
+	}
+	var parent string
+	if err := testDB.QueryRow("SELECT parent_id FROM broadcasts WHERE id = ?", m.str("id")).Scan(&parent); err != nil || parent != id {
+		t.Fatalf("occurrence parent = %s (%v), want %s", parent, err, id)
+	}
+	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+id, testIngestKey, ""); code != 204 {
+		t.Fatalf("cancel = %d", code)
+	}
+	_, list = do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	if strings.Contains(fmt.Sprint(list), id) {
+		t.Fatalf("cancelled %s still listed: %v", id, list)
+	}
+	// A cancelled template makes no more occurrences.
+	if n, err := srv.App.NewOccurrence(context.Background(), mustID(t, id)); err != nil || n != 0 {
+		t.Fatalf("NewOccurrence after cancel = %d, %v; want none", n, err)
+	}
+}
+
+func mustID(t *testing.T, s string) uint64 {
+	id, ok := app.ParseID(s)
+	if !ok {
+		t.Fatalf("bad id %q", s)
+	}
+	return id
+}
+
+func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
+	s2 := startServer(t, func(*app.Config) {})
+	s3 := startServer(t, func(*app.Config) {})
+	seg := uniqueSegment("ckpt")
+	var clients []*wsClient
+	for _, base := range []string{wsURL, "ws://" + s2.Addr(), "ws://" + s3.Addr()} {
+		for range 3 {
+			clients = append(clients, dialWSGroups(t, base, newUID(), seg))
+		}
+	}
+	ctx := context.Background()
+	a := srv.App
+	id := a.IDs.Next()
+	b := &models.Broadcast{ID: id, Segment: seg, Kind: "system", Body: `{"ckpt":1}`, Status: models.BroadcastScheduled, CreatedAt: time.Now().UTC()}
+	if err := a.Repo.InsertBroadcast(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	// The first run "crashes" after reaching one instance.
+	crash := errors.New("worker killed")
+	reached := 0
+	err := a.FanOut(ctx, id, func(string) error {
+		if reached++; reached == 2 {
+			return crash
+		}
+		return nil
+	})
+	if !errors.Is(err, crash) {
+		t.Fatalf("first run = %v, want the crash", err)
+	}
+	// A second trigger while one runs does not start another.
+	hold, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	go func() {
+		_ = a.FanOut(ctx, id, func(string) error { once.Do(func() { close(hold); <-release }); return nil })
+	}()
+	<-hold
+	if err := a.FanOut(ctx, id, nil); !errors.Is(err, app.ErrFanoutBusy) {
+		t.Fatalf("overlapping run = %v, want busy", err)
+	}
+	close(release)
+	for _, c := range clients {
+		if m := c.until("msg"); m.str("id") != app.FormatID(id) {
+			t.Fatalf("client got %v, want broadcast %d", m, id)
+		}
+	}
+	// And nobody gets it twice.
+	for i, c := range clients {
+		if extra := c.drain("msg", 300*time.Millisecond); len(extra) != 0 {
+			t.Fatalf("client %d got the broadcast again: %v", i, extra)
+		}
+	}
+}
