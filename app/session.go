@@ -62,14 +62,21 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		a.Disconnect(c, opt.RemoteAddr)
 		return nil, err
 	}
-	u, err := a.Unread(ctx, id.UID)
+	own, err := a.personalUnread(ctx, id.UID)
+	if err != nil {
+		return fail(err)
+	}
+	u, err := a.withBroadcasts(ctx, id.UID, own)
 	if err != nil {
 		return fail(err)
 	}
 	c.SendDirect(hub.Frame{Type: "hello", Data: mustJSON(helloFrame{
 		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
 	})})
-	replayed, err := a.replay(ctx, c, opt.LastEventID)
+	// With nothing unread the replay queries are skipped (most connects);
+	// a client can always ask for a full replay with {"type":"sync"}.
+	skip := replaySkip{own: own.Total == 0, broadcasts: u.Total == own.Total}
+	replayed, err := a.replay(ctx, c, opt.LastEventID, skip)
 	if err != nil {
 		return fail(err)
 	}
@@ -84,11 +91,16 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 // replay queues stored messages on c: after lastEventID when given,
 // otherwise the newest ReplayLimit unread (own messages and broadcasts),
 // oldest first.
-func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (map[string]struct{}, error) {
+func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64, skip replaySkip) (map[string]struct{}, error) {
 	var rows []models.Message
 	var err error
 	var bcasts []models.Broadcast
-	if q, qerr := a.broadcastQuery(ctx, c.UID); qerr != nil {
+	if lastEventID > 0 {
+		skip = replaySkip{}
+	}
+	if skip.broadcasts {
+		// nothing to list
+	} else if q, qerr := a.broadcastQuery(ctx, c.UID); qerr != nil {
 		return nil, qerr
 	} else {
 		q.Limit = ReplayLimit
@@ -108,7 +120,9 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (ma
 		// message stored or re-pushed since, the collapsed one included.
 		rows, err = a.Repo.ListAfter(ctx, c.UID, lastEventID, ReplayLimit)
 	} else {
-		rows, err = a.Repo.ListMessages(ctx, models.ListQuery{UID: c.UID, UnreadOnly: true, Limit: ReplayLimit})
+		if !skip.own {
+			rows, err = a.Repo.ListMessages(ctx, models.ListQuery{UID: c.UID, UnreadOnly: true, Limit: ReplayLimit})
+		}
 		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 { // newest-first → oldest-first
 			rows[i], rows[j] = rows[j], rows[i]
 		}
@@ -124,6 +138,9 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64) (ma
 	c.Replay(frames)
 	return keys, nil
 }
+
+// replaySkip says which replay queries the unread counts make pointless.
+type replaySkip struct{ own, broadcasts bool }
 
 // mergeReplay interleaves own messages (oldest first) and broadcasts
 // (newest first) by sort key, keeps the newest ReplayLimit (or, resuming
@@ -245,7 +262,7 @@ func (a *App) HandleFrame(ctx context.Context, c *hub.Client, data []byte) {
 		var u Unread
 		if u, err = a.Unread(ctx, c.UID); err == nil {
 			c.SendDirect(unreadFrameOf(u))
-			_, err = a.replay(ctx, c, 0)
+			_, err = a.replay(ctx, c, 0, replaySkip{})
 		}
 	case "":
 		err = Invalid("frame has no type")

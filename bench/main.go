@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&cfg.dialConc, "dial", 64, "concurrent dials")
 	flag.Uint64Var(&cfg.uidBase, "uid-base", 0, "first user id (default: random, so runs do not share users)")
 	flag.StringVar(&pids, "pid", "", "comma-separated server pids, for RSS per connection")
-	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users) or broadcast")
+	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, or observe (count broadcasts another bench process posts)")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "broadcasts to send, 0.5 s apart (broadcast mode)")
 	flag.Int64Var(&cfg.postAt, "post-at", 0, "unix time to start posting at (to line up several bench processes)")
 	flag.IntVar(&cfg.rate, "rate", 0, "cap on messages posted per second (0: as fast as the publishers go)")
@@ -114,6 +114,7 @@ type stats struct {
 type bcastStat struct {
 	got  atomic.Int64
 	last atomic.Int64 // unix ns of the latest receipt
+	sent atomic.Int64 // unix ns the poster put in the body
 }
 
 func (b *bcastStat) seen(now int64) {
@@ -180,6 +181,7 @@ func run(cfg config) error {
 				return
 			}
 			clients[i] = c
+			go read(c, st) // at once: a client that does not read cannot answer pings
 		}(i)
 	}
 	wg.Wait()
@@ -193,9 +195,6 @@ func run(cfg config) error {
 	if len(live) == 0 {
 		return fmt.Errorf("no client connected")
 	}
-	for _, c := range live {
-		go read(c, st)
-	}
 	time.Sleep(cfg.quiet)
 	rssAfter := rssKB(cfg.pids)
 	if len(cfg.pids) > 0 {
@@ -208,6 +207,22 @@ func run(cfg config) error {
 	switch cfg.mode {
 	case "direct":
 		return direct(cfg, live, st)
+	case "observe":
+		// Another bench process posts the broadcasts: wait for each and
+		// report post → last client here, from the time in its body.
+		for i := range min(cfg.broadcasts, len(st.bcasts)) {
+			b := &st.bcasts[i]
+			deadline := time.Now().Add(cfg.timeout)
+			for b.got.Load() < int64(len(live)) {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("broadcast %d reached %d/%d clients", i, b.got.Load(), len(live))
+				}
+				time.Sleep(time.Millisecond)
+			}
+			fmt.Printf("broadcast %d: all %d clients here in %v\n", i, len(live), time.Duration(b.last.Load()-b.sent.Load()).Round(time.Millisecond))
+		}
+		closeAll(live)
+		return nil
 	case "broadcast":
 		err := broadcast(cfg, live, st)
 		if len(cfg.pids) > 0 {
@@ -280,6 +295,7 @@ func read(c *client, st *stats) {
 		st.received.Add(1)
 		st.lastRecv.Store(now)
 		if f.Body.Tag > 0 && f.Body.Tag <= len(st.bcasts) {
+			st.bcasts[f.Body.Tag-1].sent.Store(f.Body.Sent)
 			st.bcasts[f.Body.Tag-1].seen(now)
 		} else {
 			c.latencies = append(c.latencies, time.Duration(now-f.Body.Sent))
