@@ -486,13 +486,18 @@ func (a *App) withBroadcasts(ctx context.Context, uid uint64, u Unread) (Unread,
 	if err != nil {
 		return u, err
 	}
+	addBroadcasts(&u, b)
+	return u, nil
+}
+
+// addBroadcasts adds broadcast counts (fields starting with "~" skipped).
+func addBroadcasts(u *Unread, b map[string]int64) {
 	for k, n := range b {
-		if n > 0 {
+		if n > 0 && k[0] != '~' {
 			u.ByKind[k] += n
 			u.Total += n
 		}
 	}
-	return u, nil
 }
 
 // readBroadcasts marks the broadcasts among ids read for uid.

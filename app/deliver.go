@@ -90,7 +90,7 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 		}
 		incr = "0"
 	}
-	res := deliverScript.Exec(ctx, a.Redis, []string{keyUnread(m.ToUID), keyUserConns(m.ToUID)}, []string{m.Kind, incr})
+	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr})
 	online, counted, err := a.pushDelivered(ctx, &row, res)
 	if err != nil {
 		a.Log.Warn("push failed", "uid", m.ToUID, "err", err)
@@ -111,7 +111,7 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr string) (stale []int) {
 	execs := make([]rueidis.LuaExec, len(rows))
 	for i := range rows {
-		execs[i] = rueidis.LuaExec{Keys: []string{keyUnread(rows[i].ToUID), keyUserConns(rows[i].ToUID)}, Args: []string{rows[i].Kind, incr}}
+		execs[i] = rueidis.LuaExec{Keys: deliverKeys(rows[i].ToUID), Args: []string{rows[i].Kind, incr}}
 	}
 	for i, res := range deliverScript.ExecMulti(ctx, a.Redis, execs...) {
 		online, counted, err := a.pushDelivered(ctx, &rows[i], res)
@@ -130,7 +130,7 @@ func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr stri
 // an unread frame.
 func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.RedisResult) (online, counted bool, err error) {
 	parts, err := res.ToArray()
-	if err != nil || len(parts) != 2 {
+	if err != nil || len(parts) != 4 {
 		return false, false, fmt.Errorf("deliver script for %d: %v", m.ToUID, err)
 	}
 	inst, err := parts[1].AsIntMap()
@@ -139,10 +139,16 @@ func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.
 	}
 	frames := []hub.Frame{messageFrame(m, false)}
 	if h, err := parts[0].AsIntMap(); err == nil && len(h) > 0 {
-		if u, err := a.withBroadcasts(ctx, m.ToUID, unreadFromHash(h)); err == nil {
-			frames = append(frames, unreadFrameOf(u))
-			counted = true
+		u := unreadFromHash(h)
+		b, _ := parts[2].AsIntMap()
+		gen, _ := parts[3].AsInt64()
+		if len(b) > 0 && b["~gen"] == gen { // the cached broadcast counts are current
+			addBroadcasts(&u, b)
+		} else if u, err = a.withBroadcasts(ctx, m.ToUID, u); err != nil {
+			return true, false, a.route(ctx, m.ToUID, inst, frames)
 		}
+		frames = append(frames, unreadFrameOf(u))
+		counted = true
 	}
 	a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
 	return true, counted, a.route(ctx, m.ToUID, inst, frames)

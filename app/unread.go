@@ -17,10 +17,12 @@ const unreadTTL = 24 * 3600
 // exists (a missing hash is rebuilt from MySQL, which already has the row).
 
 // deliverScript counts a new message when the hash exists (ARGV[2]=="1")
-// and returns {unread hash or {}, the user's instance → connections hash},
-// so one round trip serves both the count and the routing.
+// and returns {unread hash or {}, the user's instance → connections hash,
+// the user's cached broadcast counts, the broadcast generation}, so one
+// round trip serves the count, the routing and the unread frame.
+// KEYS: unread, uconn, broadcast unread, broadcast generation.
 var deliverScript = rueidis.NewLuaScript(`
-local out = {{}, {}}
+local out = {{}, {}, {}, 0}
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[2] == '1' then
     redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -29,7 +31,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   out[1] = redis.call('HGETALL', KEYS[1])
 end
 out[2] = redis.call('HGETALL', KEYS[2])
+if #out[2] > 0 then
+  out[3] = redis.call('HGETALL', KEYS[3])
+  out[4] = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
 return out`)
+
+func deliverKeys(uid uint64) []string {
+	return []string{keyUnread(uid), keyUserConns(uid), keyBroadcastUnread(uid), keyBroadcastGen}
+}
 
 // adjustScript adds the ARGV pairs (field, delta) to an existing hash and
 // returns it, or returns {} when the hash is missing.
