@@ -67,21 +67,10 @@ func ParseBroadcast(raw []byte) (*BroadcastRequest, error) {
 	if !present(b.Segment) || json.Unmarshal(b.Segment, &req.Segment) != nil || !segmentRE.MatchString(req.Segment) {
 		return nil, Invalid(`segment must be "all" or a name matching [a-z0-9_.-]{1,64}`)
 	}
-	if !present(b.Kind) || json.Unmarshal(b.Kind, &req.Kind) != nil || !kindRE.MatchString(req.Kind) {
-		return nil, Invalid("kind must be a string matching [a-z0-9_.-]{1,32}")
-	}
-	if !present(b.Body) || bytes.TrimSpace(b.Body)[0] != '{' {
-		return nil, Invalid("body must be a JSON object")
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, b.Body); err != nil {
-		return nil, Invalid("body must be a JSON object")
-	}
-	if compact.Len() > MaxBodyBytes {
-		return nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
-	}
-	req.Body = compact.Bytes()
 	var err error
+	if req.Kind, req.Body, err = parseKindBody(b.Kind, b.Body); err != nil {
+		return nil, err
+	}
 	if req.IdempotencyKey, err = optString(b.IdempotencyKey, "idempotency_key"); err != nil {
 		return nil, err
 	}

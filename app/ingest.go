@@ -103,21 +103,10 @@ func ParseIngest(raw []byte) (*IngestRequest, error) {
 	default:
 		return nil, Invalid("to_uid or to_uids is required")
 	}
-	if !present(b.Kind) || json.Unmarshal(b.Kind, &req.Kind) != nil || !kindRE.MatchString(req.Kind) {
-		return nil, Invalid("kind must be a string matching [a-z0-9_.-]{1,32}")
-	}
-	if !present(b.Body) || bytes.TrimSpace(b.Body)[0] != '{' {
-		return nil, Invalid("body must be a JSON object")
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, b.Body); err != nil {
-		return nil, Invalid("body must be a JSON object")
-	}
-	if compact.Len() > MaxBodyBytes {
-		return nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
-	}
-	req.Body = compact.Bytes()
 	var err error
+	if req.Kind, req.Body, err = parseKindBody(b.Kind, b.Body); err != nil {
+		return nil, err
+	}
 	if req.CollapseKey, err = optString(b.CollapseKey, "collapse_key"); err != nil {
 		return nil, err
 	}
@@ -125,6 +114,26 @@ func ParseIngest(raw []byte) (*IngestRequest, error) {
 		return nil, err
 	}
 	return req, nil
+}
+
+// parseKindBody validates a message's kind and body (a JSON object of at
+// most MaxBodyBytes, returned compacted).
+func parseKindBody(rawKind, rawBody json.RawMessage) (string, json.RawMessage, error) {
+	var kind string
+	if !present(rawKind) || json.Unmarshal(rawKind, &kind) != nil || !kindRE.MatchString(kind) {
+		return "", nil, Invalid("kind must be a string matching [a-z0-9_.-]{1,32}")
+	}
+	if !present(rawBody) || bytes.TrimSpace(rawBody)[0] != '{' {
+		return "", nil, Invalid("body must be a JSON object")
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, rawBody); err != nil {
+		return "", nil, Invalid("body must be a JSON object")
+	}
+	if compact.Len() > MaxBodyBytes {
+		return "", nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
+	}
+	return kind, compact.Bytes(), nil
 }
 
 func present(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }

@@ -3,10 +3,8 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -337,22 +335,11 @@ func newUserCenter(t *testing.T) *userCenterStub {
 
 func TestUserCenterAuth(t *testing.T) {
 	uc := newUserCenter(t)
-	cfg := srv.App.Cfg
-	cfg.Addr, cfg.InternalAddr, cfg.RunWorkers = "127.0.0.1:0", "", false
-	cfg.AuthURL = uc.URL
-	cfg.AuthTTLBase, cfg.AuthTTLJitter, cfg.AuthNegativeTTL = 100*time.Second, 50*time.Second, 30*time.Second
-	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewServer(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Shutdown(context.Background())
+	s := startServer(t, func(c *app.Config) {
+		c.AuthURL = uc.URL
+		c.AuthTTLBase, c.AuthTTLJitter, c.AuthNegativeTTL = 100*time.Second, 50*time.Second, 30*time.Second
+	})
+	a := s.App
 	ctx := context.Background()
 	tok := fmt.Sprintf("good-%d-%d", newUID(), time.Now().UnixNano())
 
