@@ -52,7 +52,8 @@ type App struct {
 	connLog     *Batcher[models.ConnEvent]
 	lastSeen    *Batcher[models.LastSeen]
 
-	mismatches int // registry refreshes in a row that found drift (keepAlive only)
+	mismatches int    // registry refreshes in a row that found drift (keepAlive only)
+	node       uint64 // the id-generator node this instance leases
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,21 +86,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		rc.Close()
 		return nil, err
 	}
-	node, err := rc.Do(ctx, rc.B().Incr().Key(keyNodeCounter).Build()).AsInt64()
-	if err != nil {
-		rc.Close()
-		db.Close()
-		return nil, fmt.Errorf("take id node: %w", err)
-	}
 	instance := cfg.InstanceID
 	if instance == "" {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		instance = hex.EncodeToString(b[:])
 	}
+	node, err := leaseNode(ctx, rc, instance)
+	if err != nil {
+		rc.Close()
+		db.Close()
+		return nil, err
+	}
 	a := &App{
 		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db},
-		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(uint64(node)),
+		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(node), node: node,
 		Log: log.With("instance", instance), Instance: instance,
 	}
 	a.Metrics = newMetrics(a)
@@ -184,4 +185,28 @@ func (a *App) CloseClients(code int, reason string, wait time.Duration) int {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return n
+}
+
+// nodeLeaseTTL outlives a few missed refreshes; a node whose instance died
+// is free again after it.
+const nodeLeaseTTL = time.Minute
+
+// leaseNode takes an id-generator node number no running instance holds,
+// so two instances never make the same id.
+func leaseNode(ctx context.Context, rc rueidis.Client, instance string) (uint64, error) {
+	for range 1024 {
+		n, err := rc.Do(ctx, rc.B().Incr().Key(keyNodeCounter).Build()).AsInt64()
+		if err != nil {
+			return 0, fmt.Errorf("take id node: %w", err)
+		}
+		node := uint64(n) & 0x3ff
+		err = rc.Do(ctx, rc.B().Set().Key(keyNodeLease(node)).Value(instance).Nx().Px(nodeLeaseTTL).Build()).Error()
+		if err == nil {
+			return node, nil
+		}
+		if !rueidis.IsRedisNil(err) {
+			return 0, fmt.Errorf("lease id node: %w", err)
+		}
+	}
+	return 0, fmt.Errorf("all 1024 id nodes are leased")
 }

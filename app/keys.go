@@ -19,8 +19,11 @@ func keyUserConns(uid uint64) string { return keyPrefix + "uconn:" + u64(uid) }
 // keyInstanceChannel is the pub/sub channel an instance listens on.
 func keyInstanceChannel(instance string) string { return keyPrefix + "inst:" + instance }
 
-// keyNodeCounter hands out id-generator node numbers.
+// keyNodeCounter suggests id-generator node numbers; keyNodeLease(n) is
+// held by the instance using node n (refreshed with its alive key).
 const keyNodeCounter = keyPrefix + "node"
+
+func keyNodeLease(n uint64) string { return keyPrefix + "nodelease:" + u64(n) }
 
 const (
 	// fieldUnacked counts unread messages no client has acknowledged.

@@ -92,7 +92,7 @@ func (a *App) announce(ctx context.Context) error {
 // (after every client was disconnected).
 func (a *App) retire(ctx context.Context) {
 	a.Redis.DoMulti(ctx,
-		a.Redis.B().Del().Key(keyAlive(a.Instance), keyInstanceStats(a.Instance)).Build(),
+		a.Redis.B().Del().Key(keyAlive(a.Instance), keyInstanceStats(a.Instance), keyNodeLease(a.node)).Build(),
 		a.Redis.B().Srem().Key(keyInstances).Member(a.Instance).Build())
 	a.sweep(ctx, a.Instance)
 }
@@ -133,6 +133,7 @@ func (a *App) refresh(ctx context.Context) error {
 		a.Redis.B().Hlen().Key(keyInstanceConns(a.Instance)).Build(),
 		a.Redis.B().Hset().Key(keyInstanceStats(a.Instance)).FieldValue().FieldValue("connections", strconv.Itoa(conns)).FieldValue("users", strconv.Itoa(users)).Build(),
 		a.Redis.B().Pexpire().Key(keyInstanceStats(a.Instance)).Milliseconds(int64(aliveTTL/time.Millisecond)).Build(),
+		a.Redis.B().Set().Key(keyNodeLease(a.node)).Value(a.Instance).Px(nodeLeaseTTL).Build(),
 	)
 	for _, r := range res {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {

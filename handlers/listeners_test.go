@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -180,3 +181,46 @@ func TestPresenceAndStats(t *testing.T) {
 }
 
 func u64s(v uint64) string { return app.FormatID(v) }
+
+func TestShutdownTellsClientsToReconnect(t *testing.T) {
+	s := startServer(t, func(*app.Config) {})
+	uid := newUID()
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws?token="+mint(t, uid), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.Addr()+"/sse?token="+mint(t, uid), nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sse := &sseClient{tb: t, res: res, rd: bufio.NewReader(res.Body), evts: make(chan sseEvent, 64)}
+	go sse.loop()
+	sse.until("hello")
+	done := make(chan struct{})
+	go func() { s.Shutdown(context.Background()); close(done) }()
+	if ev := sse.until("reconnect"); ev.event != "reconnect" {
+		t.Fatalf("sse got %v, want event: reconnect", ev)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+			t.Fatalf("ws read after shutdown: %v, want close 1012", err)
+		}
+		break
+	}
+	<-done
+	if code, _ := do(t, http.MethodGet, "/internal/v1/users/"+u64s(uid)+"/presence", testIngestKey, ""); code != 200 {
+		t.Fatal("presence after shutdown")
+	}
+	_, body := do(t, http.MethodGet, "/internal/v1/users/"+u64s(uid)+"/presence", testIngestKey, "")
+	if body["online"] != false {
+		t.Fatalf("presence after the instance stopped = %v, want offline", body)
+	}
+}
