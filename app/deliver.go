@@ -47,16 +47,21 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		return nil
 	}
 	a.Metrics.Stored.Add(float64(len(rows)))
+	uids := make([]uint64, len(rows))
+	for i := range rows {
+		uids[i] = rows[i].ToUID
+	}
+	if err := a.markInFlight(ctx, uids); err != nil {
+		return err
+	}
 	if err := a.shardWriter.Submit(ctx, rows...); err != nil {
+		a.clearInFlight(ctx, uids)
 		return fmt.Errorf("store delivery: %w", err)
 	}
 	incr := "1"
 	if retry {
-		uids := make([]uint64, len(rows))
-		for i := range rows {
-			uids[i] = rows[i].ToUID
-		}
 		if err := a.resetUnread(ctx, uids...); err != nil {
+			a.clearInFlight(ctx, uids)
 			return fmt.Errorf("reset counters: %w", err)
 		}
 		incr = "0"
@@ -73,8 +78,12 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 // (only if it made a new message) and pushes the resulting message: for a
 // merge that is the existing id with its new count.
 func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool) error {
+	if err := a.markInFlight(ctx, []uint64{m.ToUID}); err != nil {
+		return err
+	}
 	row, err := a.Repo.UpsertCollapsed(ctx, m)
 	if err != nil {
+		a.clearInFlight(ctx, []uint64{m.ToUID})
 		return err
 	}
 	incr := "1"

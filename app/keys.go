@@ -92,3 +92,9 @@ func keyFanoutDone(id uint64) string { return keyPrefix + "bfan:done:" + u64(id)
 // keyBroadcastFirst is the user's first broadcast mark (ms): broadcasts
 // older than the user's first visit are not in their history.
 func keyBroadcastFirst(uid uint64) string { return keyPrefix + "bfirst:" + u64(uid) }
+
+// keyUnreadVersion counts deliveries counted for a user; keyInFlight
+// counts the user's deliveries between "about to commit" and "counted".
+// Together they keep a counter rebuild from racing a delivery.
+func keyUnreadVersion(uid uint64) string { return keyPrefix + "uver:" + u64(uid) }
+func keyInFlight(uid uint64) string      { return keyPrefix + "infl:" + u64(uid) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -14,13 +15,19 @@ import (
 const unreadTTL = 24 * 3600
 
 // The unread hash is a cache of the shard: it is only changed while it
-// exists (a missing hash is rebuilt from MySQL, which already has the row).
+// exists, and a missing hash is rebuilt from MySQL. A rebuild must not
+// race a delivery (its SELECT could see a row the delivery then counts
+// again, or miss one the delivery skipped counting): a delivery raises the
+// user's in-flight count before it commits and, when it counts, lowers it
+// and bumps the user's version; a rebuild is cached only if the version
+// did not move since its SELECT and nothing is in flight.
 
 // deliverScript counts a new message when the hash exists (ARGV[2]=="1")
 // and returns {unread hash or {}, the user's instance → connections hash,
 // the user's cached broadcast counts, the broadcast generation}, so one
 // round trip serves the count, the routing and the unread frame.
-// KEYS: unread, uconn, broadcast unread, broadcast generation.
+// KEYS: unread, uconn, broadcast unread, broadcast generation, version,
+// in flight.
 var deliverScript = rueidis.NewLuaScript(`
 local out = {{}, {}, {}, 0}
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -30,6 +37,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
   out[1] = redis.call('HGETALL', KEYS[1])
 end
+redis.call('INCR', KEYS[5])
+redis.call('PEXPIRE', KEYS[5], 86400000)
+if redis.call('DECR', KEYS[6]) <= 0 then redis.call('DEL', KEYS[6]) end
 out[2] = redis.call('HGETALL', KEYS[2])
 if #out[2] > 0 then
   out[3] = redis.call('HGETALL', KEYS[3])
@@ -38,7 +48,36 @@ end
 return out`)
 
 func deliverKeys(uid uint64) []string {
-	return []string{keyUnread(uid), keyUserConns(uid), keyBroadcastUnread(uid), keyBroadcastGen}
+	return []string{keyUnread(uid), keyUserConns(uid), keyBroadcastUnread(uid), keyBroadcastGen, keyUnreadVersion(uid), keyInFlight(uid)}
+}
+
+// inFlightTTL bounds an in-flight mark left by a worker that died: until
+// it expires the user's counts are computed from MySQL but not cached.
+const inFlightTTL = time.Minute
+
+// markInFlight raises the in-flight count of every user in uids.
+func (a *App) markInFlight(ctx context.Context, uids []uint64) error {
+	cmds := make(rueidis.Commands, 0, 2*len(uids))
+	for _, u := range uids {
+		cmds = append(cmds, a.Redis.B().Incr().Key(keyInFlight(u)).Build(),
+			a.Redis.B().Pexpire().Key(keyInFlight(u)).Milliseconds(inFlightTTL.Milliseconds()).Build())
+	}
+	for _, r := range a.Redis.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("mark deliveries in flight: %w", err)
+		}
+	}
+	return nil
+}
+
+// clearInFlight lowers the in-flight counts after a delivery that failed
+// before counting.
+func (a *App) clearInFlight(ctx context.Context, uids []uint64) {
+	cmds := make(rueidis.Commands, len(uids))
+	for i, u := range uids {
+		cmds[i] = a.Redis.B().Decr().Key(keyInFlight(u)).Build()
+	}
+	a.Redis.DoMulti(context.WithoutCancel(ctx), cmds...)
 }
 
 // adjustScript adds the ARGV pairs (field, delta) to an existing hash and
@@ -48,10 +87,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i+1]) end
 return redis.call('HGETALL', KEYS[1])`)
 
-// fillScript stores a rebuilt hash unless one appeared meanwhile, and
-// returns whichever is there.
+// fillScript stores a rebuilt hash unless one appeared meanwhile or a
+// delivery moved (see above), and returns what is there ({} if nothing:
+// the caller then uses its own rebuild). KEYS: unread, version, in
+// flight. ARGV: the version read before the SELECT, then field, value...
 var fillScript = rueidis.NewLuaScript(`
+local v0 = table.remove(ARGV, 1)
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if (redis.call('GET', KEYS[2]) or '0') ~= v0 or tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then
+    return {}
+  end
   redis.call('HSET', KEYS[1], unpack(ARGV))
   redis.call('EXPIRE', KEYS[1], ` + strconv.Itoa(unreadTTL) + `)
 end
@@ -96,19 +141,37 @@ func (a *App) personalUnread(ctx context.Context, uid uint64) (Unread, error) {
 }
 
 func (a *App) rebuildUnread(ctx context.Context, uid uint64) (Unread, error) {
+	v0, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyUnreadVersion(uid)).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		v0, err = "0", nil
+	}
+	if err != nil {
+		return Unread{}, fmt.Errorf("read unread version of %d: %w", uid, err)
+	}
 	byKind, unacked, err := a.Repo.UnreadCounts(ctx, uid)
 	if err != nil {
 		return Unread{}, err
 	}
-	args := []string{fieldExists, "1", fieldUnacked, strconv.FormatInt(unacked, 10)}
+	args := []string{v0, fieldExists, "1", fieldUnacked, strconv.FormatInt(unacked, 10)}
 	for k, n := range byKind {
 		args = append(args, k, strconv.FormatInt(n, 10))
 	}
-	h, err := fillScript.Exec(ctx, a.Redis, []string{keyUnread(uid)}, args).AsIntMap()
+	h, err := fillScript.Exec(ctx, a.Redis, []string{keyUnread(uid), keyUnreadVersion(uid), keyInFlight(uid)}, args).AsIntMap()
 	if err != nil {
 		return Unread{}, fmt.Errorf("store unread of %d: %w", uid, err)
 	}
+	if len(h) == 0 { // a delivery is in flight: answer from MySQL, cache nothing
+		return Unread{Total: sum(byKind), ByKind: byKind, Unacked: unacked}, nil
+	}
 	return unreadFromHash(h), nil
+}
+
+func sum(m map[string]int64) int64 {
+	var t int64
+	for _, n := range m {
+		t += n
+	}
+	return t
 }
 
 // adjustUnread applies deltas to uid's counters and returns the personal
