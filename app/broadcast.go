@@ -260,10 +260,14 @@ func broadcastFrame(b *models.Broadcast, replay bool) hub.Frame {
 	if b.SentAt != nil {
 		ts = *b.SentAt
 	}
-	return hub.Frame{Type: "msg", ID: id, Key: id + ":1", Data: mustJSON(msgFrame{
+	f := hub.Frame{Type: "msg", ID: id, Key: id + ":1", Data: mustJSON(msgFrame{
 		Type: "msg", ID: id, Kind: b.Kind, Body: json.RawMessage(b.Body), TS: ts.UnixMilli(),
 		Replay: replay, Count: 1, Broadcast: true,
 	})}
+	if !replay {
+		f.Shared = new(hub.Shared)
+	}
+	return f
 }
 
 // encodeBroadcastEnvelope packs a broadcast for an instance channel:

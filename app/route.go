@@ -116,6 +116,7 @@ func (a *App) listen() {
 			if rest, ok := bytes.CutPrefix(msg, []byte("B\n")); ok { // a broadcast: fan out off the pipeline
 				segment, frames, ok := bytes.Cut(rest, []byte{'\n'})
 				if _, fs, err := decodeEnvelope(append([]byte("0\n"), frames...)); ok && err == nil && len(fs) == 1 {
+					fs[0].Shared = new(hub.Shared)
 					go a.fanOutLocal(string(segment), fs[0])
 				}
 				return

@@ -26,7 +26,20 @@ func (w wsWriter) Write(frames []hub.Frame) error {
 		w.cork.Cork()
 	}
 	for _, f := range frames {
-		if err := w.conn.WriteMessage(websocket.TextMessage, f.Data); err != nil {
+		var err error
+		var pm *websocket.PreparedMessage
+		if f.Shared != nil { // framed once for every connection
+			pm, _ = f.Shared.Get(func() any {
+				pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, f.Data)
+				return pm
+			}).(*websocket.PreparedMessage)
+		}
+		if pm != nil {
+			err = w.conn.WritePreparedMessage(pm)
+		} else {
+			err = w.conn.WriteMessage(websocket.TextMessage, f.Data)
+		}
+		if err != nil {
 			if w.cork != nil {
 				_ = w.cork.Uncork()
 			}

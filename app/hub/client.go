@@ -16,6 +16,21 @@ type Frame struct {
 	// Key identifies a message version (id and count) for replay dedupe;
 	// empty for frames that are never deduplicated.
 	Key string
+	// Shared, when set, lets transports encode a frame sent to many
+	// connections (a broadcast) once.
+	Shared *Shared
+}
+
+// Shared caches one transport encoding of a frame. Safe for concurrent use.
+type Shared struct {
+	once sync.Once
+	v    any
+}
+
+// Get returns the cached value, building it on first use.
+func (s *Shared) Get(build func() any) any {
+	s.once.Do(func() { s.v = build() })
+	return s.v
 }
 
 // replayMemory is how long after a replay live frames with a replayed key
