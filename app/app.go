@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -53,7 +54,7 @@ type App struct {
 	lastSeen    *Batcher[models.LastSeen]
 
 	mismatches int    // registry refreshes in a row that found drift (keepAlive only)
-	node       uint64 // the id-generator node this instance leases
+	node       atomic.Uint64 // the id-generator node this instance leases
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -100,9 +101,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	a := &App{
 		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db},
-		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(node), node: node,
+		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(node),
 		Log: log.With("instance", instance), Instance: instance,
 	}
+	a.node.Store(node)
 	a.Metrics = newMetrics(a)
 	if cfg.AuthURL != "" {
 		a.users = &userCenter{url: cfg.AuthURL, client: &http.Client{Timeout: 2 * time.Second}}

@@ -32,7 +32,9 @@ const (
 
 var segmentRE = regexp.MustCompile(`^[a-z0-9_.-]{1,64}$`)
 
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+// cronParser takes 5-field specs only: descriptors such as "@every 1s"
+// would let one request broadcast to everyone every second.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
 // BroadcastRequest is a validated POST /internal/v1/broadcasts body.
 type BroadcastRequest struct {
@@ -118,9 +120,33 @@ func (a *App) SubmitBroadcast(ctx context.Context, req *BroadcastRequest) (*Broa
 	key := keyBroadcastDedupe(dk)
 	err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(FormatID(id)).Nx().Px(broadcastDedupeTTL).Build()).Error()
 	if rueidis.IsRedisNil(err) {
-		first, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(key).Build()).ToString()
-		if err == nil {
-			return &BroadcastResult{ID: first, Duplicate: true}, nil
+		first, gerr := a.Redis.Do(ctx, a.Redis.B().Get().Key(key).Build()).ToString()
+		if gerr == nil {
+			// The first call may have died between claiming and enqueueing:
+			// make sure its fan-out is queued (idempotent by task id).
+			if fid, ok := ParseID(first); ok {
+				if b, berr := a.Repo.GetBroadcast(ctx, fid); berr == nil {
+					if b.Status == models.BroadcastScheduled {
+						at := time.Time{}
+						if b.SendAt != nil {
+							at = *b.SendAt
+						}
+						_ = a.Broadcasts.EnqueueBroadcast(ctx, fid, at)
+					}
+					return &BroadcastResult{ID: first, Duplicate: true}, nil
+				} else if !errors.Is(berr, models.ErrNoMessage) {
+					return &BroadcastResult{ID: first, Duplicate: true}, nil
+				}
+				// Not stored: a racing first call still inserting, or a dead
+				// one. Wait up to 2 s for the racer, then take over.
+				for range 100 {
+					time.Sleep(20 * time.Millisecond)
+					if _, berr := a.Repo.GetBroadcast(ctx, fid); berr == nil {
+						return &BroadcastResult{ID: first, Duplicate: true}, nil
+					}
+				}
+				err = a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(FormatID(id)).Px(broadcastDedupeTTL).Build()).Error()
+			}
 		}
 	}
 	if err != nil {
@@ -163,9 +189,31 @@ func (a *App) NewOccurrence(ctx context.Context, templateID uint64) (uint64, err
 	if err != nil || t.Status != models.BroadcastRecurring {
 		return 0, err
 	}
-	b := &models.Broadcast{ID: a.IDs.Next(), Segment: t.Segment, Kind: t.Kind, Body: t.Body,
+	// Every instance's scheduler fires; asynq's Unique lock goes when the
+	// first run ends, so the minute is claimed here: one run per minute.
+	id := a.IDs.Next()
+	claim := keyOccurrence(templateID, time.Now().Unix()/60)
+	err = a.Redis.Do(ctx, a.Redis.B().Set().Key(claim).Value(FormatID(id)).Nx().Ex(10*time.Minute).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		// Claimed already: by this run's earlier attempt (return its id, so
+		// the caller enqueues it again, idempotently) or by another instance.
+		prev, gerr := a.Redis.Do(ctx, a.Redis.B().Get().Key(claim).Build()).ToString()
+		if gerr != nil {
+			return 0, nil
+		}
+		pid, _ := ParseID(prev)
+		if b, berr := a.Repo.GetBroadcast(ctx, pid); berr == nil && b.Status == models.BroadcastScheduled {
+			return pid, nil
+		}
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	b := &models.Broadcast{ID: id, Segment: t.Segment, Kind: t.Kind, Body: t.Body,
 		Status: models.BroadcastScheduled, ParentID: t.ID, CreatedAt: time.Now().UTC()}
 	if err := a.Repo.InsertBroadcast(ctx, b); err != nil {
+		a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(claim).Build())
 		return 0, err
 	}
 	return b.ID, nil
@@ -351,7 +399,8 @@ func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
 // membership computed where the token is not at hand.
 func (a *App) rememberGroups(ctx context.Context, uid uint64, groups []string) {
 	key := keyTokenGroups(uid)
-	cmds := rueidis.Commands{a.Redis.B().Del().Key(key).Build()}
+	// The groups may have changed: the cached broadcast counts go too.
+	cmds := rueidis.Commands{a.Redis.B().Del().Key(key, keyBroadcastUnread(uid)).Build()}
 	if len(groups) > 0 {
 		cmds = append(cmds, a.Redis.B().Sadd().Key(key).Member(groups...).Build(),
 			a.Redis.B().Expire().Key(key).Seconds(int64(a.Cfg.ReleaseAfter/time.Second)).Build())

@@ -95,6 +95,7 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 	}
 	if retry {
 		if err := a.resetUnread(ctx, m.ToUID); err != nil {
+			a.clearInFlight(ctx, []uint64{m.ToUID})
 			return fmt.Errorf("reset counters: %w", err)
 		}
 		incr = "0"

@@ -48,6 +48,14 @@ func (g *IDGen) Next() uint64 {
 	return g.last<<22 | g.node<<12 | g.seq
 }
 
+// SetNode switches the generator to node (its low 10 bits). Ids stay
+// increasing: the time and sequence carry on.
+func (g *IDGen) SetNode(node uint64) {
+	g.mu.Lock()
+	g.node = node & 0x3ff
+	g.mu.Unlock()
+}
+
 // IDTime returns the time encoded in id.
 func IDTime(id uint64) time.Time {
 	return time.UnixMilli(int64(id>>22) + idEpoch)

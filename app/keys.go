@@ -98,3 +98,8 @@ func keyBroadcastFirst(uid uint64) string { return keyPrefix + "bfirst:" + u64(u
 // Together they keep a counter rebuild from racing a delivery.
 func keyUnreadVersion(uid uint64) string { return keyPrefix + "uver:" + u64(uid) }
 func keyInFlight(uid uint64) string      { return keyPrefix + "infl:" + u64(uid) }
+
+// keyOccurrence claims one run of a recurring broadcast for one minute.
+func keyOccurrence(tmpl uint64, minute int64) string {
+	return keyPrefix + "bocc:" + u64(tmpl) + ":" + strconv.FormatInt(minute, 10)
+}

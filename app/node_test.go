@@ -53,3 +53,30 @@ func TestLeaseNodeNeverSharesANode(t *testing.T) {
 		seen[n] = true
 	}
 }
+
+func TestRenewNodeSwitchesWhenTheLeaseIsTaken(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	old := a.node.Load()
+	if err := a.renewNode(ctx); err != nil || a.node.Load() != old {
+		t.Fatalf("renewNode with our lease = %v, node %d → %d", err, old, a.node.Load())
+	}
+	// Another instance took our node (our lease lapsed, or Redis lost it).
+	if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(keyNodeLease(old)).Value("intruder").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	before := a.IDs.Next()
+	if err := a.renewNode(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.node.Load() == old {
+		t.Fatal("kept a node another instance holds")
+	}
+	after := a.IDs.Next()
+	if after <= before || (after>>12)&0x3ff != a.node.Load() {
+		t.Fatalf("id after the switch = %d (node %d), want > %d on node %d", after, (after>>12)&0x3ff, before, a.node.Load())
+	}
+	if v, _ := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyNodeLease(old)).Build()).ToString(); v != "intruder" {
+		t.Fatalf("the other instance's lease became %q", v)
+	}
+}

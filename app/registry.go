@@ -88,12 +88,44 @@ func (a *App) announce(ctx context.Context) error {
 	return nil
 }
 
+// renewScript extends a lease only while it is still ours; 0 = lost.
+var renewScript = rueidis.NewLuaScript(`
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0 end
+return 0`)
+
+// releaseScript deletes a lease only if it is ours.
+var releaseScript = rueidis.NewLuaScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+// renewNode keeps this instance's id node; if another instance holds it
+// now (the lease lapsed in a long pause, or Redis lost it and a newcomer
+// took it), it leases a fresh node and switches the generator to it.
+func (a *App) renewNode(ctx context.Context) error {
+	ok, err := renewScript.Exec(ctx, a.Redis, []string{keyNodeLease(a.node.Load())},
+		[]string{a.Instance, strconv.FormatInt(nodeLeaseTTL.Milliseconds(), 10)}).AsInt64()
+	if err != nil || ok == 1 {
+		return err
+	}
+	node, err := leaseNode(ctx, a.Redis, a.Instance)
+	if err != nil {
+		return err
+	}
+	a.Log.Warn("id node lease lost, switched", "old", a.node.Load(), "new", node)
+	a.node.Store(node)
+	a.IDs.SetNode(node)
+	return nil
+}
+
 // retire removes this instance's registry entries at a graceful stop
 // (after every client was disconnected).
 func (a *App) retire(ctx context.Context) {
 	a.Redis.DoMulti(ctx,
-		a.Redis.B().Del().Key(keyAlive(a.Instance), keyInstanceStats(a.Instance), keyNodeLease(a.node)).Build(),
+		a.Redis.B().Del().Key(keyAlive(a.Instance), keyInstanceStats(a.Instance)).Build(),
 		a.Redis.B().Srem().Key(keyInstances).Member(a.Instance).Build())
+	releaseScript.Exec(ctx, a.Redis, []string{keyNodeLease(a.node.Load())}, []string{a.Instance})
 	a.sweep(ctx, a.Instance)
 }
 
@@ -133,12 +165,14 @@ func (a *App) refresh(ctx context.Context) error {
 		a.Redis.B().Hlen().Key(keyInstanceConns(a.Instance)).Build(),
 		a.Redis.B().Hset().Key(keyInstanceStats(a.Instance)).FieldValue().FieldValue("connections", strconv.Itoa(conns)).FieldValue("users", strconv.Itoa(users)).Build(),
 		a.Redis.B().Pexpire().Key(keyInstanceStats(a.Instance)).Milliseconds(int64(aliveTTL/time.Millisecond)).Build(),
-		a.Redis.B().Set().Key(keyNodeLease(a.node)).Value(a.Instance).Px(nodeLeaseTTL).Build(),
 	)
 	for _, r := range res {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 			return err
 		}
+	}
+	if err := a.renewNode(ctx); err != nil {
+		return err
 	}
 	wasAlive := res[0].Error() == nil
 	registered, _ := res[2].AsInt64()

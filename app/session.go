@@ -58,8 +58,14 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		a.Hub.Remove(c)
 		return nil, fmt.Errorf("register connection: %w", err)
 	}
+	// A connect that fails before hello must not count as a visit: moving
+	// last seen would mark broadcasts read that the user never got.
 	fail := func(err error) (*hub.Client, error) {
-		a.Disconnect(c, opt.RemoteAddr)
+		a.Hub.Remove(c)
+		c.Close(hub.CloseTryLater, "")
+		if uerr := a.unregisterConn(context.WithoutCancel(ctx), c); uerr != nil {
+			a.Log.Warn("unregister connection", "uid", c.UID, "conn", c.ConnID, "err", uerr)
+		}
 		return nil, err
 	}
 	own, err := a.personalUnread(ctx, id.UID)

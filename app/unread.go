@@ -71,18 +71,26 @@ func (a *App) markInFlight(ctx context.Context, uids []uint64) error {
 }
 
 // clearInFlight lowers the in-flight counts after a delivery that failed
-// before counting.
+// before counting (never below zero: a lapsed mark is gone already).
 func (a *App) clearInFlight(ctx context.Context, uids []uint64) {
-	cmds := make(rueidis.Commands, len(uids))
+	execs := make([]rueidis.LuaExec, len(uids))
 	for i, u := range uids {
-		cmds[i] = a.Redis.B().Decr().Key(keyInFlight(u)).Build()
+		execs[i] = rueidis.LuaExec{Keys: []string{keyInFlight(u)}}
 	}
-	a.Redis.DoMulti(context.WithoutCancel(ctx), cmds...)
+	clearScript.ExecMulti(context.WithoutCancel(ctx), a.Redis, execs...)
 }
 
+var clearScript = rueidis.NewLuaScript(`
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 1`)
+
 // adjustScript adds the ARGV pairs (field, delta) to an existing hash and
-// returns it, or returns {} when the hash is missing.
+// returns it, or returns {} when the hash is missing. It bumps the version
+// either way, so a rebuild that read MySQL before this change is not
+// cached. KEYS: unread, version.
 var adjustScript = rueidis.NewLuaScript(`
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], 86400000)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i+1]) end
 return redis.call('HGETALL', KEYS[1])`)
@@ -187,7 +195,7 @@ func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]in
 	if len(args) == 0 {
 		return a.personalUnread(ctx, uid)
 	}
-	h, err := adjustScript.Exec(ctx, a.Redis, []string{keyUnread(uid)}, args).AsIntMap()
+	h, err := adjustScript.Exec(ctx, a.Redis, []string{keyUnread(uid), keyUnreadVersion(uid)}, args).AsIntMap()
 	if err != nil {
 		return Unread{}, fmt.Errorf("adjust unread of %d: %w", uid, err)
 	}
@@ -197,14 +205,17 @@ func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]in
 	return unreadFromHash(h), nil
 }
 
-// resetUnread drops uid's cache so the next read rebuilds it from MySQL.
+// resetUnread drops uid's cache so the next read rebuilds it from MySQL,
+// and bumps the version so a rebuild already under way is not cached.
 func (a *App) resetUnread(ctx context.Context, uids ...uint64) error {
-	if len(uids) == 0 {
-		return nil
+	cmds := make(rueidis.Commands, 0, 2*len(uids))
+	for _, u := range uids {
+		cmds = append(cmds, a.Redis.B().Del().Key(keyUnread(u)).Build(), a.Redis.B().Incr().Key(keyUnreadVersion(u)).Build())
 	}
-	keys := make([]string, len(uids))
-	for i, u := range uids {
-		keys[i] = keyUnread(u)
+	for _, r := range a.Redis.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return err
+		}
 	}
-	return a.Redis.Do(ctx, a.Redis.B().Del().Key(keys...).Build()).Error()
+	return nil
 }

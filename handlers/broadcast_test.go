@@ -226,7 +226,8 @@ func TestBroadcastDuplicates(t *testing.T) {
 	}
 	for _, bad := range []string{`{"segment":"all"}`, `{"segment":"Bad!","kind":"k","body":{}}`, `{"segment":"all","kind":"k","body":[]}`,
 		`{"segment":"all","kind":"k","body":{},"send_at":"tomorrow"}`, `{"segment":"all","kind":"k","body":{},"cron":"every day"}`,
-		`{"segment":"all","kind":"k","body":{},"cron":"* * * * *","send_at":"2030-01-01T00:00:00Z"}`} {
+		`{"segment":"all","kind":"k","body":{},"cron":"* * * * *","send_at":"2030-01-01T00:00:00Z"}`,
+		`{"segment":"all","kind":"k","body":{},"cron":"@every 1s"}`} {
 		if code, b := post(t, "/internal/v1/broadcasts", testIngestKey, bad); code != 400 || b["error"] == nil {
 			t.Errorf("POST %s = %d %v, want 400", bad, code, b)
 		}
@@ -352,5 +353,30 @@ func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
 		if extra := c.drain("msg", 300*time.Millisecond); len(extra) != 0 {
 			t.Fatalf("client %d got the broadcast again: %v", i, extra)
 		}
+	}
+}
+
+func TestBroadcastRepeatRecoversALostFirstCall(t *testing.T) {
+	// The first call claimed the dedupe key and stored the row, then died
+	// before enqueueing the fan-out. A retry must not just answer
+	// "duplicate": the broadcast must still go out.
+	seg := uniqueSegment("lost")
+	c := dialWSGroups(t, wsURL, newUID(), seg)
+	body := `{"segment":"` + seg + `","kind":"system","body":{"lost":1},"idempotency_key":"lost-` + seg + `"}`
+	a := srv.App
+	id := a.IDs.Next()
+	if err := a.Repo.InsertBroadcast(context.Background(), &models.Broadcast{ID: id, Segment: seg, Kind: "system", Body: `{"lost":1}`,
+		Status: models.BroadcastScheduled, CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Redis.Do(context.Background(), a.Redis.B().Set().Key("pd:bdup:k:lost-"+seg).Value(app.FormatID(id)).Ex(time.Minute).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	code, b := post(t, "/internal/v1/broadcasts", testIngestKey, body)
+	if code != 200 || b["id"] != app.FormatID(id) {
+		t.Fatalf("retry = %d %v, want 200 duplicate with %d", code, b, id)
+	}
+	if m := c.until("msg"); m.str("id") != app.FormatID(id) {
+		t.Fatalf("got %v, want the recovered broadcast %d", m, id)
 	}
 }

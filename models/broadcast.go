@@ -102,7 +102,7 @@ func (r *Repo) CancelBroadcast(ctx context.Context, id uint64) (bool, error) {
 func (r *Repo) PendingBroadcasts(ctx context.Context) ([]Broadcast, error) {
 	var out []Broadcast
 	err := r.DB.NewSelect().Model(&out).Where("b.status IN (?)", bun.In([]string{BroadcastScheduled, BroadcastRecurring})).
-		OrderExpr("b.id").Limit(1000).Scan(ctx)
+		OrderExpr("b.id").Scan(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("list pending broadcasts: %w", err)
 	}
