@@ -53,7 +53,7 @@ type App struct {
 	connLog     *Batcher[models.ConnEvent]
 	lastSeen    *Batcher[models.LastSeen]
 
-	mismatches int    // registry refreshes in a row that found drift (keepAlive only)
+	mismatches int           // registry refreshes in a row that found drift (keepAlive only)
 	node       atomic.Uint64 // the id-generator node this instance leases
 
 	ctx    context.Context
