@@ -335,8 +335,45 @@ func (a *App) SetSegments(ctx context.Context, uid uint64, segs []string) error 
 	if err := a.Repo.SetSegments(ctx, uid, segs); err != nil {
 		return err
 	}
-	a.Redis.Do(ctx, a.Redis.B().Del().Key(keySegments(uid), keyBroadcastUnread(uid)).Build())
+	a.invalidateBroadcastState(ctx, uid)
 	return a.pushToUser(ctx, uid, hub.Frame{Type: ctlSegments})
+}
+
+// invalidateBroadcastState drops uid's segment and broadcast-count caches
+// and bumps the state version (see keyBroadcastState).
+func (a *App) invalidateBroadcastState(ctx context.Context, uid uint64, extra ...rueidis.Completed) {
+	cmds := append(rueidis.Commands{
+		a.Redis.B().Incr().Key(keyBroadcastState(uid)).Build(),
+		a.Redis.B().Pexpire().Key(keyBroadcastState(uid)).Milliseconds((24 * time.Hour).Milliseconds()).Build(),
+		a.Redis.B().Del().Key(keySegments(uid), keyBroadcastUnread(uid)).Build(),
+	}, extra...)
+	a.Redis.DoMulti(ctx, cmds...)
+}
+
+// fillSetScript stores a set (KEYS[1]) with a TTL unless the state
+// version (KEYS[2]) moved from ARGV[1]. ARGV: version, ttl ms, members...
+var fillSetScript = rueidis.NewLuaScript(`
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`)
+
+// fillHashScript stores a hash (KEYS[1]) the same way. ARGV: version, ttl
+// ms, field, value...
+var fillHashScript = rueidis.NewLuaScript(`
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`)
+
+func (a *App) stateVersion(ctx context.Context, uid uint64) (string, error) {
+	v, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyBroadcastState(uid)).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return "0", nil
+	}
+	return v, err
 }
 
 // ctlSegments is an internal frame type: "this user's segments changed".
@@ -381,10 +418,15 @@ func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
 	}
 	groups, _ := res[1].AsStrSlice()
 	if !slices.Contains(api, "~") {
+		v0, err := a.stateVersion(ctx, uid)
+		if err != nil {
+			return nil, err
+		}
 		if api, err = a.Repo.Segments(ctx, uid); err != nil {
 			return nil, err
 		}
-		a.Redis.Do(ctx, a.Redis.B().Sadd().Key(keySegments(uid)).Member(append([]string{"~"}, api...)...).Build())
+		args := append([]string{v0, strconv.FormatInt((24 * time.Hour).Milliseconds(), 10), "~"}, api...)
+		fillSetScript.Exec(ctx, a.Redis, []string{keySegments(uid), keyBroadcastState(uid)}, args)
 	}
 	out := []string{"all"}
 	for _, s := range slices.Concat(api, groups) {
@@ -399,13 +441,13 @@ func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
 // membership computed where the token is not at hand.
 func (a *App) rememberGroups(ctx context.Context, uid uint64, groups []string) {
 	key := keyTokenGroups(uid)
-	// The groups may have changed: the cached broadcast counts go too.
-	cmds := rueidis.Commands{a.Redis.B().Del().Key(key, keyBroadcastUnread(uid)).Build()}
+	// The groups may have changed: the cached counts go too.
+	cmds := []rueidis.Completed{a.Redis.B().Del().Key(key).Build()}
 	if len(groups) > 0 {
 		cmds = append(cmds, a.Redis.B().Sadd().Key(key).Member(groups...).Build(),
 			a.Redis.B().Expire().Key(key).Seconds(int64(a.Cfg.ReleaseAfter/time.Second)).Build())
 	}
-	a.Redis.DoMulti(ctx, cmds...)
+	a.invalidateBroadcastState(ctx, uid, cmds...)
 }
 
 // refreshSegments reloads the segments of uid's clients on this instance.
@@ -460,9 +502,8 @@ func (a *App) broadcastHistoryStart(ctx context.Context, uid uint64) time.Time {
 }
 
 func (a *App) setBroadcastMark(ctx context.Context, uid uint64, t time.Time) {
-	a.Redis.DoMulti(ctx,
-		a.Redis.B().Set().Key(keyBroadcastMark(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(a.Cfg.ReleaseAfter+24*time.Hour).Build(),
-		a.Redis.B().Del().Key(keyBroadcastUnread(uid)).Build())
+	a.invalidateBroadcastState(ctx, uid,
+		a.Redis.B().Set().Key(keyBroadcastMark(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(a.Cfg.ReleaseAfter+24*time.Hour).Build())
 }
 
 // broadcastQuery is uid's unread-broadcast query.
@@ -496,6 +537,10 @@ func (a *App) broadcastUnread(ctx context.Context, uid uint64) (map[string]int64
 		delete(h, "~gen")
 		return h, nil
 	}
+	v0, err := a.stateVersion(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
 	q, err := a.broadcastQuery(ctx, uid)
 	if err != nil {
 		return nil, err
@@ -504,21 +549,11 @@ func (a *App) broadcastUnread(ctx context.Context, uid uint64) (map[string]int64
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"~gen", strconv.FormatInt(gen, 10)}
+	args := []string{v0, strconv.FormatInt(time.Hour.Milliseconds(), 10), "~gen", strconv.FormatInt(gen, 10)}
 	for k, n := range counts {
 		args = append(args, k, strconv.FormatInt(n, 10))
 	}
-	key := keyBroadcastUnread(uid)
-	a.Redis.DoMulti(ctx, a.Redis.B().Del().Key(key).Build(),
-		a.Redis.B().Hset().Key(key).FieldValue().FieldValue(args[0], args[1]).Build(),
-		a.Redis.B().Expire().Key(key).Seconds(3600).Build())
-	if len(args) > 2 {
-		cmd := a.Redis.B().Hset().Key(key).FieldValue()
-		for i := 2; i+1 < len(args); i += 2 {
-			cmd = cmd.FieldValue(args[i], args[i+1])
-		}
-		a.Redis.Do(ctx, cmd.Build())
-	}
+	fillHashScript.Exec(ctx, a.Redis, []string{keyBroadcastUnread(uid), keyBroadcastState(uid)}, args)
 	return counts, nil
 }
 
@@ -564,7 +599,7 @@ func (a *App) readBroadcasts(ctx context.Context, uid uint64, ids []uint64) (int
 	}
 	n, err := a.Repo.ReadBroadcasts(ctx, uid, mine, time.Now())
 	if err == nil && n > 0 {
-		a.Redis.Do(ctx, a.Redis.B().Del().Key(keyBroadcastUnread(uid)).Build())
+		a.invalidateBroadcastState(ctx, uid)
 	}
 	return n, err
 }

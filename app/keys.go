@@ -103,3 +103,8 @@ func keyInFlight(uid uint64) string      { return keyPrefix + "infl:" + u64(uid)
 func keyOccurrence(tmpl uint64, minute int64) string {
 	return keyPrefix + "bocc:" + u64(tmpl) + ":" + strconv.FormatInt(minute, 10)
 }
+
+// keyBroadcastState is bumped whenever a user's segments, token groups,
+// broadcast mark or broadcast reads change, so caches filled from a read
+// that came before the change are not stored.
+func keyBroadcastState(uid uint64) string { return keyPrefix + "bver:" + u64(uid) }
