@@ -110,11 +110,9 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64, ski
 		return nil, qerr
 	} else {
 		q.Limit = ReplayLimit
-		if lastEventID > 0 {
+		if lastEventID > 0 { // resume: whatever was sent after the last event, read or not
 			q.UnreadOnly = false
-			if t := IDTime(lastEventID); t.After(q.After) {
-				q.After = t.Add(-time.Millisecond)
-			}
+			q.After = IDTime(lastEventID)
 		}
 		if bcasts, err = a.Repo.ListBroadcasts(ctx, q); err != nil {
 			return nil, err
@@ -145,6 +143,14 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64, ski
 	return keys, nil
 }
 
+// broadcastSortKey places a broadcast among messages by its send time.
+func broadcastSortKey(b *models.Broadcast) uint64 {
+	if b.SentAt == nil {
+		return b.ID
+	}
+	return max(uint64(b.SentAt.UnixMilli()-idEpoch)<<22|b.ID&0x3fffff, b.ID)
+}
+
 // replaySkip says which replay queries the unread counts make pointless.
 type replaySkip struct{ own, broadcasts bool }
 
@@ -160,10 +166,8 @@ func mergeReplay(rows []models.Message, bcasts []models.Broadcast, after uint64)
 	for i := range rows {
 		items = append(items, item{rows[i].SortKey, messageFrame(&rows[i], true)})
 	}
-	for i := range bcasts {
-		if bcasts[i].ID > after {
-			items = append(items, item{bcasts[i].ID, broadcastFrame(&bcasts[i], true)})
-		}
+	for i := range bcasts { // placed by when they were sent (a send_at one is newer than its id)
+		items = append(items, item{broadcastSortKey(&bcasts[i]), broadcastFrame(&bcasts[i], true)})
 	}
 	slices.SortFunc(items, func(x, y item) int { return cmp.Compare(x.key, y.key) })
 	if len(items) > ReplayLimit {

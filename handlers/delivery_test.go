@@ -287,9 +287,16 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 	if ev := sse.until("msg"); ev.id != first {
 		t.Fatalf("msg id = %s, want %s", ev.id, first)
 	}
+	seg := uniqueSegment("resume")
+	if code, _ := do(t, http.MethodPut, fmt.Sprintf("/internal/v1/users/%d/segments", uid), testIngestKey, `{"segments":["`+seg+`"]}`); code != 204 {
+		t.Fatal("PUT segments")
+	}
 	sse.res.Body.Close() // the connection drops
 	missed := []string{send(t, uid, "comment", "2"), send(t, uid, "comment", "3")}
 	waitRows(t, uid, 3)
+	bc := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"during":"the gap"}}`)
+	waitSent(t, bc)
+	missed = append(missed, bc)
 	again := dialSSE(t, uid, first)
 	again.until("hello")
 	for _, want := range missed {
