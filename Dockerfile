@@ -13,5 +13,6 @@ COPY --from=build /out/pushdesk /pushdesk
 ENV PUSHDESK_ADDR=:8080
 EXPOSE 8080
 USER nonroot:nonroot
-ENTRYPOINT ["/pushdesk"]
-CMD ["serve"]
+# CMD only (no ENTRYPOINT): fly.toml's process and release commands replace
+# it whole, as does `docker run image /pushdesk migrate`.
+CMD ["/pushdesk", "serve"]
