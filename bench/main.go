@@ -117,6 +117,18 @@ type bcastStat struct {
 	sent atomic.Int64 // unix ns the poster put in the body
 }
 
+// waitAll waits until n clients have broadcast i, or timeout passes.
+func (b *bcastStat) waitAll(i, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for b.got.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("broadcast %d reached %d/%d clients", i, b.got.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
 func (b *bcastStat) seen(now int64) {
 	b.got.Add(1)
 	for {
@@ -212,12 +224,8 @@ func run(cfg config) error {
 		// report post → last client here, from the time in its body.
 		for i := range min(cfg.broadcasts, len(st.bcasts)) {
 			b := &st.bcasts[i]
-			deadline := time.Now().Add(cfg.timeout)
-			for b.got.Load() < int64(len(live)) {
-				if time.Now().After(deadline) {
-					return fmt.Errorf("broadcast %d reached %d/%d clients", i, b.got.Load(), len(live))
-				}
-				time.Sleep(time.Millisecond)
+			if err := b.waitAll(i, len(live), cfg.timeout); err != nil {
+				return err
 			}
 			fmt.Printf("broadcast %d: all %d clients here in %v\n", i, len(live), time.Duration(b.last.Load()-b.sent.Load()).Round(time.Millisecond))
 		}
@@ -393,12 +401,8 @@ func broadcast(cfg config, live []*client, st *stats) error {
 			return fmt.Errorf("broadcast post: %d %s %v", code, resp, err)
 		}
 		b := &st.bcasts[i]
-		deadline := time.Now().Add(cfg.timeout)
-		for b.got.Load() < int64(len(live)) {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("broadcast %d reached %d/%d clients", i, b.got.Load(), len(live))
-			}
-			time.Sleep(time.Millisecond)
+		if err := b.waitAll(i, len(live), cfg.timeout); err != nil {
+			return err
 		}
 		times = append(times, time.Duration(b.last.Load()-t0.UnixNano()))
 		fmt.Printf("broadcast %d: all %d clients in %v\n", i, len(live), times[len(times)-1].Round(time.Millisecond))
