@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -335,38 +336,41 @@ func (a *App) SetSegments(ctx context.Context, uid uint64, segs []string) error 
 	if err := a.Repo.SetSegments(ctx, uid, segs); err != nil {
 		return err
 	}
-	a.invalidateBroadcastState(ctx, uid)
+	a.invalidateBroadcastState(ctx, uid, true)
 	return a.pushToUser(ctx, uid, hub.Frame{Type: ctlSegments})
 }
 
-// invalidateBroadcastState drops uid's segment and broadcast-count caches
-// and bumps the state version (see keyBroadcastState).
-func (a *App) invalidateBroadcastState(ctx context.Context, uid uint64, extra ...rueidis.Completed) {
+// invalidateBroadcastState drops uid's cached broadcast counts (and, with
+// dropSegments, the cached API-set segments) and bumps the state version
+// (see keyBroadcastState) so fills already under way are not stored.
+func (a *App) invalidateBroadcastState(ctx context.Context, uid uint64, dropSegments bool, extra ...rueidis.Completed) {
+	keys := []string{keyBroadcastUnread(uid)}
+	if dropSegments {
+		keys = append(keys, keySegments(uid))
+	}
 	cmds := append(rueidis.Commands{
 		a.Redis.B().Incr().Key(keyBroadcastState(uid)).Build(),
 		a.Redis.B().Pexpire().Key(keyBroadcastState(uid)).Milliseconds((24 * time.Hour).Milliseconds()).Build(),
-		a.Redis.B().Del().Key(keySegments(uid), keyBroadcastUnread(uid)).Build(),
+		a.Redis.B().Del().Key(keys...).Build(),
 	}, extra...)
 	a.Redis.DoMulti(ctx, cmds...)
 }
 
-// fillSetScript stores a set (KEYS[1]) with a TTL unless the state
-// version (KEYS[2]) moved from ARGV[1]. ARGV: version, ttl ms, members...
-var fillSetScript = rueidis.NewLuaScript(`
+// fillStateScript stores a set or hash (KEYS[1]) with a TTL unless the state
+// version (KEYS[2]) moved from ARGV[1]. ARGV: version, ttl ms, the write
+// command (SADD or HSET), then its arguments.
+var fillStateScript = rueidis.NewLuaScript(`
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+redis.call(ARGV[3], KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`)
 
-// fillHashScript stores a hash (KEYS[1]) the same way. ARGV: version, ttl
-// ms, field, value...
-var fillHashScript = rueidis.NewLuaScript(`
-if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`)
+// fillCache runs fillStateScript for key with version v0.
+func (a *App) fillCache(ctx context.Context, uid uint64, key, v0 string, ttl time.Duration, cmd string, args ...string) {
+	argv := append([]string{v0, strconv.FormatInt(ttl.Milliseconds(), 10), cmd}, args...)
+	fillStateScript.Exec(ctx, a.Redis, []string{key, keyBroadcastState(uid)}, argv)
+}
 
 func (a *App) stateVersion(ctx context.Context, uid uint64) (string, error) {
 	v, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyBroadcastState(uid)).Build()).ToString()
@@ -411,12 +415,15 @@ func ParseSegments(raw []byte) ([]string, error) {
 func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
 	res := a.Redis.DoMulti(ctx,
 		a.Redis.B().Smembers().Key(keySegments(uid)).Build(),
-		a.Redis.B().Smembers().Key(keyTokenGroups(uid)).Build())
+		a.Redis.B().Get().Key(keyTokenGroups(uid)).Build())
 	api, err := res[0].AsStrSlice()
 	if err != nil {
 		return nil, err
 	}
-	groups, _ := res[1].AsStrSlice()
+	var groups []string
+	if g, _ := res[1].ToString(); g != "" {
+		groups = strings.Split(g, ",")
+	}
 	if !slices.Contains(api, "~") {
 		v0, err := a.stateVersion(ctx, uid)
 		if err != nil {
@@ -425,8 +432,7 @@ func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
 		if api, err = a.Repo.Segments(ctx, uid); err != nil {
 			return nil, err
 		}
-		args := append([]string{v0, strconv.FormatInt((24 * time.Hour).Milliseconds(), 10), "~"}, api...)
-		fillSetScript.Exec(ctx, a.Redis, []string{keySegments(uid), keyBroadcastState(uid)}, args)
+		a.fillCache(ctx, uid, keySegments(uid), v0, 24*time.Hour, "SADD", append([]string{"~"}, api...)...)
 	}
 	out := []string{"all"}
 	for _, s := range slices.Concat(api, groups) {
@@ -437,17 +443,20 @@ func (a *App) segmentsOf(ctx context.Context, uid uint64) ([]string, error) {
 	return out, nil
 }
 
-// rememberGroups stores the groups of the user's token, for fan-out
-// membership computed where the token is not at hand.
+// rememberGroups stores the groups of the user's token (sorted, joined),
+// for membership computed where the token is not at hand. Only a change
+// of groups drops the cached broadcast counts: most connects change none.
 func (a *App) rememberGroups(ctx context.Context, uid uint64, groups []string) {
-	key := keyTokenGroups(uid)
-	// The groups may have changed: the cached counts go too.
-	cmds := []rueidis.Completed{a.Redis.B().Del().Key(key).Build()}
-	if len(groups) > 0 {
-		cmds = append(cmds, a.Redis.B().Sadd().Key(key).Member(groups...).Build(),
-			a.Redis.B().Expire().Key(key).Seconds(int64(a.Cfg.ReleaseAfter/time.Second)).Build())
+	sorted := slices.Sorted(slices.Values(groups))
+	v := strings.Join(slices.Compact(sorted), ",")
+	prev, err := a.Redis.Do(ctx, a.Redis.B().Set().Key(keyTokenGroups(uid)).Value(v).Get().
+		Ex(a.Cfg.ReleaseAfter).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		prev, err = "", nil
 	}
-	a.invalidateBroadcastState(ctx, uid, cmds...)
+	if err != nil || prev != v {
+		a.invalidateBroadcastState(ctx, uid, false)
+	}
 }
 
 // refreshSegments reloads the segments of uid's clients on this instance.
@@ -502,7 +511,7 @@ func (a *App) broadcastHistoryStart(ctx context.Context, uid uint64) time.Time {
 }
 
 func (a *App) setBroadcastMark(ctx context.Context, uid uint64, t time.Time) {
-	a.invalidateBroadcastState(ctx, uid,
+	a.invalidateBroadcastState(ctx, uid, false,
 		a.Redis.B().Set().Key(keyBroadcastMark(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(a.Cfg.ReleaseAfter+24*time.Hour).Build())
 }
 
@@ -549,11 +558,11 @@ func (a *App) broadcastUnread(ctx context.Context, uid uint64) (map[string]int64
 	if err != nil {
 		return nil, err
 	}
-	args := []string{v0, strconv.FormatInt(time.Hour.Milliseconds(), 10), "~gen", strconv.FormatInt(gen, 10)}
+	args := []string{"~gen", strconv.FormatInt(gen, 10)}
 	for k, n := range counts {
 		args = append(args, k, strconv.FormatInt(n, 10))
 	}
-	fillHashScript.Exec(ctx, a.Redis, []string{keyBroadcastUnread(uid), keyBroadcastState(uid)}, args)
+	a.fillCache(ctx, uid, keyBroadcastUnread(uid), v0, time.Hour, "HSET", args...)
 	return counts, nil
 }
 
@@ -599,7 +608,7 @@ func (a *App) readBroadcasts(ctx context.Context, uid uint64, ids []uint64) (int
 	}
 	n, err := a.Repo.ReadBroadcasts(ctx, uid, mine, time.Now())
 	if err == nil && n > 0 {
-		a.invalidateBroadcastState(ctx, uid)
+		a.invalidateBroadcastState(ctx, uid, false)
 	}
 	return n, err
 }
