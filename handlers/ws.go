@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -18,28 +19,21 @@ const writeWait = 10 * time.Second
 type wsWriter struct {
 	conn *fws.Conn
 	cork *corkConn // nil when the listener is not ours
+	// raw: frames are framed here and written straight to cork (a plain
+	// TCP connection, no TLS in between).
+	raw bool
 }
 
 func (w wsWriter) Write(frames []hub.Frame) error {
 	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	if w.raw {
+		return w.writeRaw(frames)
+	}
 	if w.cork != nil && len(frames) > 1 {
 		w.cork.Cork()
 	}
 	for _, f := range frames {
-		var err error
-		var pm *websocket.PreparedMessage
-		if f.Shared != nil { // framed once for every connection
-			pm, _ = f.Shared.Get(func() any {
-				pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, f.Data)
-				return pm
-			}).(*websocket.PreparedMessage)
-		}
-		if pm != nil {
-			err = w.conn.WritePreparedMessage(pm)
-		} else {
-			err = w.conn.WriteMessage(websocket.TextMessage, f.Data)
-		}
-		if err != nil {
+		if err := w.conn.WriteMessage(websocket.TextMessage, f.Data); err != nil {
 			if w.cork != nil {
 				_ = w.cork.Uncork()
 			}
@@ -50,6 +44,72 @@ func (w wsWriter) Write(frames []hub.Frame) error {
 		return w.cork.Uncork()
 	}
 	return nil
+}
+
+// writeRaw writes frames as one system call.
+func (w wsWriter) writeRaw(frames []hub.Frame) error {
+	if len(frames) == 1 {
+		_, err := w.cork.Write(framed(frames[0], nil))
+		return err
+	}
+	buf := corkBufs.Get().(*[]byte)
+	b := (*buf)[:0]
+	for _, f := range frames {
+		b = framed(f, b)
+	}
+	_, err := w.cork.Write(b)
+	if cap(b) <= 64<<10 {
+		*buf = b[:0]
+		corkBufs.Put(buf)
+	}
+	return err
+}
+
+// framed appends f as a WebSocket text frame to dst; with dst nil a
+// shared frame (a broadcast) is framed once for every connection.
+func framed(f hub.Frame, dst []byte) []byte {
+	if f.Shared != nil {
+		b := f.Shared.Get(func() any { return appendTextFrame(nil, f.Data) }).([]byte)
+		if dst == nil {
+			return b
+		}
+		return append(dst, b...)
+	}
+	return appendTextFrame(dst, f.Data)
+}
+
+// appendTextFrame appends a final, unmasked (server to client) text frame.
+func appendTextFrame(dst, data []byte) []byte {
+	n := len(data)
+	switch {
+	case n < 126:
+		dst = append(dst, 0x81, byte(n))
+	case n <= 0xffff:
+		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x81, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, data...)
+}
+
+// wsDirect adds hub.DirectWriter to a raw wsWriter.
+type wsDirect struct{ wsWriter }
+
+func (w wsDirect) TryWrite(frames []hub.Frame) (ok, flush bool, err error) {
+	if len(frames) == 1 {
+		return w.cork.TryWrite(framed(frames[0], nil))
+	}
+	var b []byte
+	for _, f := range frames {
+		b = framed(f, b)
+	}
+	return w.cork.TryWrite(b)
+}
+
+func (w wsDirect) Flush() error {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	return w.cork.Flush()
 }
 
 func (w wsWriter) Ping() error {
@@ -77,8 +137,9 @@ func wsUpgrade(s *Server) fiber.Handler {
 			return app.Errorf(426, "upgrade_required", "this endpoint speaks WebSocket only")
 		}
 		c.Locals("remote", c.IP())
-		if cc := corkOf(c.Context().Conn()); cc != nil {
+		if cc, plain := corkOf(c.Context().Conn()); cc != nil {
 			c.Locals("cork", cc)
+			c.Locals("plain", plain)
 		}
 		return c.Next()
 	}
@@ -95,6 +156,7 @@ func wsHandler(s *Server) fiber.Handler {
 		id, _ := conn.Locals(localIdentity).(app.Identity)
 		remote, _ := conn.Locals("remote").(string)
 		cork, _ := conn.Locals("cork").(*corkConn)
+		plain, _ := conn.Locals("plain").(bool)
 		conn.SetReadLimit(app.MaxFrameBytes)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
@@ -107,7 +169,11 @@ func wsHandler(s *Server) fiber.Handler {
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			_ = c.Run(wsWriter{conn: conn, cork: cork}, a.Cfg.Heartbeat)
+			var w hub.Writer = wsWriter{conn: conn, cork: cork}
+			if cork != nil && plain && cork.raw != nil {
+				w = wsDirect{wsWriter{conn: conn, cork: cork, raw: true}}
+			}
+			_ = c.Run(w, a.Cfg.Heartbeat)
 		}()
 		idle := a.Cfg.Heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))

@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 const hubShards = 64
 
@@ -105,6 +108,37 @@ func (h *Hub) Each(fn func(*Client)) {
 			fn(c)
 		}
 	}
+}
+
+// EachParallel is Each split over n goroutines, each taking whole shards;
+// it returns when fn has run for every client.
+func (h *Hub) EachParallel(n int, fn func(*Client)) {
+	if n <= 1 {
+		h.Each(fn)
+		return
+	}
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var list []*Client
+			for i := int(next.Add(1)) - 1; i < hubShards; i = int(next.Add(1)) - 1 {
+				s := &h.shards[i]
+				s.mu.RLock()
+				list = list[:0]
+				for _, l := range s.users {
+					list = append(list, l...)
+				}
+				s.mu.RUnlock()
+				for _, c := range list {
+					fn(c)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Has reports whether the connection connID of uid is registered here.
