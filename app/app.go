@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.ingest = NewBatcher(BatcherConfig{MaxBatch: 256, Flushers: 1}, func(ctx context.Context, ds []*Delivery) error {
 		return a.Queue.EnqueueDeliver(ctx, ds)
 	})
-	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 8}, a.Repo.InsertMessages)
+	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 2}, a.Repo.InsertMessages)
 	a.connLog = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "connection log", a.Repo.InsertConnEvents))
 	a.lastSeen = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "last seen", a.Repo.UpsertLastSeen))
 	if err := a.announce(ctx); err != nil {

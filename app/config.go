@@ -32,6 +32,9 @@ type Config struct {
 	// WorkerConcurrency is the number of asynq delivery goroutines.
 	// Zero means 256. Env PUSHDESK_WORKER_CONCURRENCY.
 	WorkerConcurrency int
+	// WorkerLoops is how many asynq servers (each one dequeue loop) share
+	// WorkerConcurrency. Zero means 4. Env PUSHDESK_WORKER_LOOPS.
+	WorkerLoops int
 	// QueuePoll is how often an idle asynq worker polls its queues.
 	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
@@ -110,6 +113,11 @@ func ConfigFromEnv() (Config, error) {
 			return c, fmt.Errorf("PUSHDESK_MYSQL_MAX_CONNS=%q: want a positive integer", v)
 		}
 	}
+	if v := os.Getenv("PUSHDESK_WORKER_LOOPS"); v != "" {
+		if c.WorkerLoops, err = strconv.Atoi(v); err != nil || c.WorkerLoops < 1 || c.WorkerLoops > 64 {
+			return c, fmt.Errorf("PUSHDESK_WORKER_LOOPS=%q: want an integer from 1 to 64", v)
+		}
+	}
 	if v := os.Getenv("PUSHDESK_WORKER_CONCURRENCY"); v != "" {
 		if c.WorkerConcurrency, err = strconv.Atoi(v); err != nil || c.WorkerConcurrency < 1 {
 			return c, fmt.Errorf("PUSHDESK_WORKER_CONCURRENCY=%q: want a positive integer", v)
@@ -141,6 +149,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.WorkerConcurrency <= 0 {
 		c.WorkerConcurrency = 256
+	}
+	if c.WorkerLoops <= 0 {
+		c.WorkerLoops = 4
 	}
 	if c.QueuePoll <= 0 {
 		c.QueuePoll = 2 * time.Millisecond

@@ -463,3 +463,58 @@ func TestLargestBodiesToManyRecipientsAreStored(t *testing.T) {
 		t.Fatalf("stored body is %d bytes (%v), want %d", len(stored), err, len(body))
 	}
 }
+
+// A batch whose INSERT fails partway (here its second shard table is
+// missing) must store none of its rows, and the pool must stay usable: the
+// transaction goes in one round trip, and the connection it left open is
+// dropped.
+func TestFailedShardBatchStoresNothing(t *testing.T) {
+	ctx := context.Background()
+	a := srv.App
+	good := newUID()
+	bad := good + 1 // the next shard
+	now := time.Now().UTC()
+	rows := []models.Message{
+		{ID: a.IDs.Next(), ToUID: good, Kind: "ok", Body: `{}`, Count: 1, CreatedAt: now, UpdatedAt: now},
+		{ID: a.IDs.Next(), ToUID: bad, Kind: "ok", Body: `{}`, Count: 1, CreatedAt: now, UpdatedAt: now},
+	}
+	for i := range rows {
+		rows[i].SortKey = rows[i].ID
+	}
+	table := models.ShardTable(bad)
+	if _, err := testDB.ExecContext(ctx, "RENAME TABLE "+table+" TO "+table+"_away"); err != nil {
+		t.Fatal(err)
+	}
+	err := a.Repo.InsertMessages(ctx, rows)
+	if _, rerr := testDB.ExecContext(ctx, "RENAME TABLE "+table+"_away TO "+table); rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err == nil {
+		t.Fatal("a batch with a missing shard table was stored")
+	}
+	var n int
+	for _, uid := range []uint64{good, bad} {
+		if err := testDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+models.ShardTable(uid)+" WHERE to_uid = ?", uid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Fatalf("user %d has %d rows from the failed batch, want 0", uid, n)
+		}
+	}
+	// The pool still works, many times over (a connection left inside the
+	// failed transaction would keep its rows uncommitted or fail).
+	for i := range 40 {
+		m := rows[0]
+		m.ID = a.IDs.Next()
+		m.SortKey = m.ID
+		if err := a.Repo.InsertMessages(ctx, []models.Message{m}); err != nil {
+			t.Fatalf("insert %d after the failure: %v", i, err)
+		}
+	}
+	if err := testDB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+models.ShardTable(good)+" WHERE to_uid = ?", good).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 40 {
+		t.Fatalf("user %d has %d rows, want 40", good, n)
+	}
+}

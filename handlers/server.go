@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +28,7 @@ type Server struct {
 	publicLn         net.Listener
 	internalLn       net.Listener
 	queue            *asynq.Client
-	worker           *asynq.Server
+	workers          []*asynq.Server
 	scheduler        *asynq.PeriodicTaskManager
 	draining         atomic.Bool
 }
@@ -43,7 +44,7 @@ func NewServer(a *app.App) (*Server, error) {
 	a.Queue = jobs.Queue{Client: s.queue}
 	a.Broadcasts = jobs.Queue{Client: s.queue}
 	if a.Cfg.RunWorkers {
-		s.worker = jobs.NewServer(redisOpt, a.Cfg, a.Log)
+		s.workers = jobs.NewServers(redisOpt, a.Cfg, a.Log)
 		if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
 			return nil, err
 		}
@@ -139,9 +140,12 @@ func (s *Server) Start() error {
 		go s.serve(s.internal, s.internalLn)
 	}
 	go s.serve(s.public, s.publicLn)
-	if s.worker != nil {
-		if err := s.worker.Start(jobs.NewMux(s.App, jobs.Queue{Client: s.queue})); err != nil {
-			return fmt.Errorf("start worker: %w", err)
+	if len(s.workers) > 0 {
+		mux := jobs.NewMux(s.App, jobs.Queue{Client: s.queue})
+		for _, w := range s.workers {
+			if err := w.Start(mux); err != nil {
+				return fmt.Errorf("start worker: %w", err)
+			}
 		}
 		if err := s.scheduler.Start(); err != nil {
 			return fmt.Errorf("start scheduler: %w", err)
@@ -187,9 +191,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 	if s.scheduler != nil {
 		s.scheduler.Shutdown()
 	}
-	if s.worker != nil {
-		s.worker.Shutdown()
+	var wg sync.WaitGroup
+	for _, w := range s.workers {
+		wg.Go(w.Shutdown)
 	}
+	wg.Wait()
 	s.App.Close()
 	_ = s.queue.Close() // after App.Close: its ingest batcher flushes into the queue
 }

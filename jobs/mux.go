@@ -19,6 +19,21 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 	return mux
 }
 
+// NewServers configures cfg.WorkerLoops asynq servers that share
+// cfg.WorkerConcurrency. An asynq server dequeues one task per Redis round
+// trip on one loop; under load that loop, not the handlers, caps the
+// delivery rate, so several run side by side.
+func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) []*asynq.Server {
+	n := max(cfg.WorkerLoops, 1)
+	per := cfg
+	per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
+	out := make([]*asynq.Server, n)
+	for i := range out {
+		out[i] = NewServer(redis, per, log)
+	}
+	return out
+}
+
 // NewServer configures the asynq server for a's settings. The fast queue
 // gets most of the workers' attention; an idle worker polls every
 // QueuePoll (asynq's 1 s default would put a second on delivery).

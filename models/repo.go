@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sort"
@@ -71,6 +72,9 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 	if len(cur) > 0 {
 		execs = append(execs, string(cur))
 	}
+	if len(execs) == 1 { // the usual case: the whole transaction in one round trip
+		return r.execTx(ctx, execs[0], len(rows), len(shards))
+	}
 	return r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		for _, q := range execs {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
@@ -79,6 +83,23 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 		}
 		return nil
 	})
+}
+
+// execTx runs stmts (';'-terminated) as one transaction in a single
+// multi-statement exec. MariaDB stops at the first failing statement and
+// leaves the transaction open, so after an error the connection is
+// dropped (the server rolls back) rather than returned to the pool.
+func (r *Repo) execTx(ctx context.Context, stmts string, nrows, nshards int) error {
+	conn, err := r.DB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("insert %d rows: %w", nrows, err)
+	}
+	defer conn.Close()
+	if _, err = conn.ExecContext(ctx, "START TRANSACTION;"+stmts+"COMMIT"); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		return fmt.Errorf("insert %d rows into %d shards: %w", nrows, nshards, err)
+	}
+	return nil
 }
 
 // maxExecBytes caps the SQL sent in one exec.

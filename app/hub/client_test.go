@@ -88,7 +88,7 @@ func TestHubAddRemoveDeliver(t *testing.T) {
 		t.Fatalf("Add = %d, want 1", n)
 	}
 	h.Add(b)
-	if n := h.Deliver(7, Frame{Type: "msg"}); n != 2 {
+	if n := h.Deliver(7, false, Frame{Type: "msg"}); n != 2 {
 		t.Fatalf("Deliver = %d, want 2", n)
 	}
 	if conns, users := h.Stats(); conns != 2 || users != 1 {
@@ -101,7 +101,7 @@ func TestHubAddRemoveDeliver(t *testing.T) {
 		t.Fatal("second Remove reported removed")
 	}
 	h.Remove(b)
-	if n := h.Deliver(7, Frame{Type: "msg"}); n != 0 {
+	if n := h.Deliver(7, false, Frame{Type: "msg"}); n != 0 {
 		t.Fatalf("Deliver after removal = %d, want 0", n)
 	}
 }

@@ -62,8 +62,9 @@ func (h *Hub) Remove(c *Client) (left int, removed bool) {
 }
 
 // Deliver queues frames on every client of uid here and returns how many
-// clients took them.
-func (h *Hub) Deliver(uid uint64, frames ...Frame) int {
+// clients took them. With inline, idle clients are written on the
+// caller's goroutine (see Client.SendInline).
+func (h *Hub) Deliver(uid uint64, inline bool, frames ...Frame) int {
 	s := h.shard(uid)
 	s.mu.RLock()
 	list := s.users[uid]
@@ -72,7 +73,7 @@ func (h *Hub) Deliver(uid uint64, frames ...Frame) int {
 	s.mu.RUnlock()
 	n := 0
 	for _, c := range targets {
-		if c.Send(frames...) {
+		if inline && c.SendInline(frames...) || !inline && c.Send(frames...) {
 			n++
 		}
 	}
