@@ -25,10 +25,10 @@ type wsWriter struct {
 }
 
 func (w wsWriter) Write(frames []hub.Frame) error {
-	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
 	if w.raw {
 		return w.writeRaw(frames)
 	}
+	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
 	if w.cork != nil && len(frames) > 1 {
 		w.cork.Cork()
 	}
@@ -49,15 +49,14 @@ func (w wsWriter) Write(frames []hub.Frame) error {
 // writeRaw writes frames as one system call.
 func (w wsWriter) writeRaw(frames []hub.Frame) error {
 	if len(frames) == 1 {
-		_, err := w.cork.Write(framed(frames[0], nil))
-		return err
+		return w.cork.WriteFrames(framed(frames[0], nil))
 	}
 	buf := corkBufs.Get().(*[]byte)
 	b := (*buf)[:0]
 	for _, f := range frames {
 		b = framed(f, b)
 	}
-	_, err := w.cork.Write(b)
+	err := w.cork.WriteFrames(b)
 	if cap(b) <= 64<<10 {
 		*buf = b[:0]
 		corkBufs.Put(buf)
@@ -107,10 +106,7 @@ func (w wsDirect) TryWrite(frames []hub.Frame) (ok, flush bool, err error) {
 	return w.cork.TryWrite(b)
 }
 
-func (w wsDirect) Flush() error {
-	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
-	return w.cork.Flush()
-}
+func (w wsDirect) Flush() error { return w.cork.Flush() }
 
 func (w wsWriter) Ping() error {
 	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
