@@ -9,11 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -294,17 +292,15 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 // shard at a time; the frame's bytes are shared by all of them.
 func (a *App) fanOutLocal(segment string, frame hub.Frame) int {
 	start := time.Now()
-	var n atomic.Int64
-	// Idle connections are written from here (one system call each, no
-	// write-loop wake-up), on as many goroutines as there are CPUs.
-	a.Hub.EachParallel(runtime.GOMAXPROCS(0), func(c *hub.Client) {
-		if c.InSegment(segment) && c.SendInline(frame) {
-			n.Add(1)
+	n := 0
+	a.Hub.Each(func(c *hub.Client) {
+		if c.InSegment(segment) && c.Send(frame) {
+			n++
 		}
 	})
-	a.Metrics.Pushed.Add(float64(n.Load()))
-	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", segment, "connections", n.Load(), "took", time.Since(start))
-	return int(n.Load())
+	a.Metrics.Pushed.Add(float64(n))
+	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", segment, "connections", n, "took", time.Since(start))
+	return n
 }
 
 func broadcastFrame(b *models.Broadcast, replay bool) hub.Frame {

@@ -35,7 +35,7 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 			continue
 		}
 		if id == a.Instance {
-			a.deliverLocal(uid, frames, true)
+			a.deliverLocal(uid, frames)
 			continue
 		}
 		if payload == nil {
@@ -48,15 +48,14 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 	return errors.Join(errs...)
 }
 
-// deliverLocal queues frames on uid's connections here (or, with inline,
-// writes them on this goroutine where a connection is idle); internal
-// control frames are acted on instead.
-func (a *App) deliverLocal(uid uint64, frames []hub.Frame, inline bool) {
+// deliverLocal queues frames on uid's connections here; internal control
+// frames are acted on instead.
+func (a *App) deliverLocal(uid uint64, frames []hub.Frame) {
 	if len(frames) == 1 && frames[0].Type == ctlSegments {
 		go a.refreshSegments(uid)
 		return
 	}
-	a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, inline, frames...)))
+	a.Metrics.Pushed.Add(float64(a.Hub.Deliver(uid, frames...)))
 }
 
 // encodeEnvelope packs frames for one user: "uid\n" then per frame
@@ -127,7 +126,7 @@ func (a *App) listen() {
 				a.Log.Warn("drop malformed envelope", "err", err)
 				return
 			}
-			a.deliverLocal(uid, frames, false) // only queues: never blocks the pipeline
+			a.deliverLocal(uid, frames) // only queues: never blocks the pipeline
 		})
 		if a.ctx.Err() != nil {
 			return

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,131 +58,30 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 		t.Fatal(r.err)
 	}
 	t.Cleanup(func() { r.c.Close() })
-	cc := &corkConn{Conn: sc}
-	cc.raw, _ = sc.(syscall.Conn).SyscallConn()
-	return cc, r.c
+	return &corkConn{Conn: sc}, r.c
 }
 
-func TestRawFramesOfEverySizeClass(t *testing.T) {
-	cc, client := wsPair(t)
-	for _, n := range []int{0, 125, 126, 200, 65535, 65536, 70000} {
-		data := bytes.Repeat([]byte{'a' + byte(n%26)}, n)
-		go func() { _, _ = cc.Write(appendTextFrame(nil, data)) }()
-		mt, got, err := client.ReadMessage()
-		if err != nil || mt != websocket.TextMessage || !bytes.Equal(got, data) {
-			t.Fatalf("%d bytes: type %d, %d bytes back, err %v", n, mt, len(got), err)
-		}
-	}
-}
-
-func TestTryWriteKeepsTheRestAndItGoesFirst(t *testing.T) {
-	cc, client := wsPair(t)
-	small := appendTextFrame(nil, []byte(`{"type":"msg","id":"1"}`))
-	if ok, rest, err := cc.TryWrite(small); !ok || rest || err != nil {
-		t.Fatalf("idle socket: ok %v rest %v err %v", ok, rest, err)
-	}
-	big := bytes.Repeat([]byte{'b'}, 256<<10) // far more than both buffers hold
-	ok, rest, err := cc.TryWrite(appendTextFrame(nil, big))
-	if !ok || !rest || err != nil {
-		t.Fatalf("big frame on a small socket: ok %v rest %v err %v, want a partial write", ok, rest, err)
-	}
-	if ok, _, _ := cc.TryWrite(small); ok {
-		t.Fatal("TryWrite went ahead of the backlog")
-	}
-	after := appendTextFrame(nil, []byte(`{"type":"msg","id":"2"}`))
-	errc := make(chan error, 1)
-	go func() { _, err := cc.Write(after); errc <- err }() // sends the backlog first
-	for i, want := range [][]byte{[]byte(`{"type":"msg","id":"1"}`), big, []byte(`{"type":"msg","id":"2"}`)} {
-		_, got, err := client.ReadMessage()
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("message %d: %d bytes, err %v; want %d bytes", i, len(got), err, len(want))
-		}
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	// A peer that stops reading fills the socket: TryWrite then stops
-	// taking whole frames (nothing, or a part kept as backlog).
-	for i := 0; ; i++ {
-		ok, rest, err := cc.TryWrite(small)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok || rest {
-			break
-		}
-		if i == 1_000_000 {
-			t.Fatal("a socket nobody reads took 1,000,000 frames without blocking")
-		}
-	}
-}
-
-// fasthttp/websocket sets a deadline on the connection only around its own
-// writes; the server's frames must not inherit a lapsed one (a ping's).
-func TestServerFramesOutliveTheLibrarysDeadline(t *testing.T) {
-	cc, client := wsPair(t)
-	_ = cc.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-	time.Sleep(50 * time.Millisecond)
-	one := []byte(`{"type":"msg","id":"1"}`)
-	if err := cc.WriteFrames(appendTextFrame(nil, one)); err != nil {
-		t.Fatalf("WriteFrames after a lapsed deadline: %v", err)
-	}
-	_ = cc.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-	time.Sleep(50 * time.Millisecond)
-	if ok, _, err := cc.TryWrite(appendTextFrame(nil, one)); !ok || err != nil {
-		t.Fatalf("TryWrite after a lapsed deadline: ok %v, err %v", ok, err)
-	}
-	for i := range 2 {
-		if _, got, err := client.ReadMessage(); err != nil || !bytes.Equal(got, one) {
-			t.Fatalf("message %d: %q, %v", i, got, err)
-		}
-	}
-}
-
-// A write that fails with a frame half sent ends the connection: nothing
-// may follow the truncated frame, or the peer would read it as payload.
+// A batch that fails with a frame half sent ends the connection: nothing
+// may follow the truncated frame (the library's close frame, say), or the
+// peer would read it as payload.
 func TestFailedWriteIsStickyAndEndsTheConnection(t *testing.T) {
 	cc, client := wsPair(t)
-	big := bytes.Repeat([]byte{'b'}, 256<<10)
-	if ok, rest, _ := cc.TryWrite(appendTextFrame(nil, big)); !ok || !rest {
-		t.Fatalf("want a partial write, got ok %v rest %v", ok, rest)
+	big := append([]byte{0x81, 127, 0, 0, 0, 0, 0, 4, 0, 0}, bytes.Repeat([]byte{'b'}, 256<<10)...) // one 256 KiB text frame
+	cc.Cork()
+	if _, err := cc.Write(big); err != nil {
+		t.Fatal(err)
 	}
-	// A pong with the library's short deadline, while nobody reads: the
-	// backlog cannot drain in time.
-	_ = cc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := cc.Write([]byte{0x8a, 0}); err == nil {
-		t.Fatal("the pong went out behind a backlog nobody read")
+	_ = cc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)) // nobody reads: it cannot all go
+	if err := cc.Uncork(); err == nil {
+		t.Fatal("256 KiB went to a peer that reads nothing, through 4 KiB buffers")
 	}
-	small := appendTextFrame(nil, []byte(`{"type":"msg","id":"2"}`))
-	if _, _, err := cc.TryWrite(small); err == nil {
-		t.Fatal("TryWrite after a failed write did not fail")
-	}
-	if err := cc.WriteFrames(small); err == nil {
-		t.Fatal("WriteFrames after a failed write did not fail")
+	_ = cc.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := cc.Write([]byte{0x88, 2, 0x03, 0xe9}); err == nil { // close 1001
+		t.Fatal("a write after a failed one went out")
 	}
 	// The peer gets the truncated frame's start and then the end of the
 	// connection, never a message made of the wrong bytes.
 	if _, got, err := client.ReadMessage(); err == nil {
 		t.Fatalf("the peer read a %d-byte message from a truncated stream", len(got))
-	}
-}
-
-func TestTryWriteNeverWaitsAndStopsAfterClose(t *testing.T) {
-	cc, _ := wsPair(t)
-	small := appendTextFrame(nil, []byte(`{}`))
-	cc.mu.Lock() // another writer (say, a pong to a slow peer) holds it
-	ok, _, err := cc.TryWrite(small)
-	cc.mu.Unlock()
-	if ok || err != nil {
-		t.Fatalf("TryWrite while the connection is held: ok %v, err %v; want to queue", ok, err)
-	}
-	if _, err := cc.Write([]byte{0x88, 2, 0x03, 0xe8}); err != nil { // close 1000
-		t.Fatal(err)
-	}
-	if _, _, err := cc.TryWrite(small); err != errCloseSent {
-		t.Fatalf("TryWrite after a close frame: %v, want errCloseSent", err)
-	}
-	if err := cc.WriteFrames(small); err != errCloseSent {
-		t.Fatalf("WriteFrames after a close frame: %v, want errCloseSent", err)
 	}
 }

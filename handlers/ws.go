@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/binary"
 	"sync"
 	"time"
 
@@ -19,21 +18,28 @@ const writeWait = 10 * time.Second
 type wsWriter struct {
 	conn *fws.Conn
 	cork *corkConn // nil when the listener is not ours
-	// raw: frames are framed here and written straight to cork (a plain
-	// TCP connection, no TLS in between).
-	raw bool
 }
 
 func (w wsWriter) Write(frames []hub.Frame) error {
-	if w.raw {
-		return w.writeRaw(frames)
-	}
 	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
 	if w.cork != nil && len(frames) > 1 {
 		w.cork.Cork()
 	}
 	for _, f := range frames {
-		if err := w.conn.WriteMessage(websocket.TextMessage, f.Data); err != nil {
+		var err error
+		var pm *websocket.PreparedMessage
+		if f.Shared != nil { // framed once for every connection
+			pm, _ = f.Shared.Get(func() any {
+				pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, f.Data)
+				return pm
+			}).(*websocket.PreparedMessage)
+		}
+		if pm != nil {
+			err = w.conn.WritePreparedMessage(pm)
+		} else {
+			err = w.conn.WriteMessage(websocket.TextMessage, f.Data)
+		}
+		if err != nil {
 			if w.cork != nil {
 				_ = w.cork.Uncork()
 			}
@@ -45,68 +51,6 @@ func (w wsWriter) Write(frames []hub.Frame) error {
 	}
 	return nil
 }
-
-// writeRaw writes frames as one system call.
-func (w wsWriter) writeRaw(frames []hub.Frame) error {
-	if len(frames) == 1 {
-		return w.cork.WriteFrames(framed(frames[0], nil))
-	}
-	buf := corkBufs.Get().(*[]byte)
-	b := (*buf)[:0]
-	for _, f := range frames {
-		b = framed(f, b)
-	}
-	err := w.cork.WriteFrames(b)
-	if cap(b) <= 64<<10 {
-		*buf = b[:0]
-		corkBufs.Put(buf)
-	}
-	return err
-}
-
-// framed appends f as a WebSocket text frame to dst; with dst nil a
-// shared frame (a broadcast) is framed once for every connection.
-func framed(f hub.Frame, dst []byte) []byte {
-	if f.Shared != nil {
-		b := f.Shared.Get(func() any { return appendTextFrame(nil, f.Data) }).([]byte)
-		if dst == nil {
-			return b
-		}
-		return append(dst, b...)
-	}
-	return appendTextFrame(dst, f.Data)
-}
-
-// appendTextFrame appends a final, unmasked (server to client) text frame.
-func appendTextFrame(dst, data []byte) []byte {
-	n := len(data)
-	switch {
-	case n < 126:
-		dst = append(dst, 0x81, byte(n))
-	case n <= 0xffff:
-		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0x81, 127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	return append(dst, data...)
-}
-
-// wsDirect adds hub.DirectWriter to a raw wsWriter.
-type wsDirect struct{ wsWriter }
-
-func (w wsDirect) TryWrite(frames []hub.Frame) (ok, flush bool, err error) {
-	if len(frames) == 1 {
-		return w.cork.TryWrite(framed(frames[0], nil))
-	}
-	var b []byte
-	for _, f := range frames {
-		b = framed(f, b)
-	}
-	return w.cork.TryWrite(b)
-}
-
-func (w wsDirect) Flush() error { return w.cork.Flush() }
 
 func (w wsWriter) Ping() error {
 	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
@@ -133,9 +77,8 @@ func wsUpgrade(s *Server) fiber.Handler {
 			return app.Errorf(426, "upgrade_required", "this endpoint speaks WebSocket only")
 		}
 		c.Locals("remote", c.IP())
-		if cc, plain := corkOf(c.Context().Conn()); cc != nil {
+		if cc := corkOf(c.Context().Conn()); cc != nil {
 			c.Locals("cork", cc)
-			c.Locals("plain", plain)
 		}
 		return c.Next()
 	}
@@ -152,7 +95,6 @@ func wsHandler(s *Server) fiber.Handler {
 		id, _ := conn.Locals(localIdentity).(app.Identity)
 		remote, _ := conn.Locals("remote").(string)
 		cork, _ := conn.Locals("cork").(*corkConn)
-		plain, _ := conn.Locals("plain").(bool)
 		conn.SetReadLimit(app.MaxFrameBytes)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
@@ -165,11 +107,7 @@ func wsHandler(s *Server) fiber.Handler {
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			var w hub.Writer = wsWriter{conn: conn, cork: cork}
-			if cork != nil && plain && cork.raw != nil {
-				w = wsDirect{wsWriter{conn: conn, cork: cork, raw: true}}
-			}
-			_ = c.Run(w, a.Cfg.Heartbeat)
+			_ = c.Run(wsWriter{conn: conn, cork: cork}, a.Cfg.Heartbeat)
 		}()
 		idle := a.Cfg.Heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))

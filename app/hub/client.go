@@ -60,21 +60,6 @@ type Writer interface {
 	Close(code int, reason string)
 }
 
-// DirectWriter is a Writer that can also send frames from the caller's
-// goroutine when the connection takes them at once. A broadcast fan-out
-// uses it to write to thousands of idle connections without waking each
-// connection's write loop. Calls are serialised with the write loop's.
-type DirectWriter interface {
-	Writer
-	// TryWrite sends frames without blocking. ok is false when nothing was
-	// written (the caller queues them instead). When the connection took
-	// only part, the writer keeps the rest and flush is true: Flush must
-	// run before anything else is written.
-	TryWrite(frames []Frame) (ok, flush bool, err error)
-	// Flush sends what a partial TryWrite left.
-	Flush() error
-}
-
 // Client is one live connection. Send may be called from any goroutine;
 // the transport's write loop (Run) is the only writer.
 type Client struct {
@@ -87,12 +72,6 @@ type Client struct {
 
 	segments atomic.Pointer[map[string]struct{}]
 
-	// wmu is held while frames are written: by the write loop from taking
-	// a batch off the queue until it is written, and by SendInline. So a
-	// frame written inline never overtakes one already taken off the queue.
-	wmu sync.Mutex
-	dw  DirectWriter // set by Run when its writer is one
-
 	mu        sync.Mutex
 	queue     []Frame
 	pending   []Frame // live frames held back while the unread replay runs
@@ -100,7 +79,6 @@ type Client struct {
 	replayed  map[string]struct{}
 	forgetAt  time.Time
 	closed    bool
-	flush     bool // a partial inline write left bytes with the writer
 	code      int
 	reason    string
 	notify    chan struct{}
@@ -138,62 +116,6 @@ func (c *Client) Send(frames ...Frame) bool {
 		frames = c.dropReplayedLocked(frames)
 	}
 	return c.enqueueLocked(frames)
-}
-
-// SendInline is Send for a caller that would rather write itself: when the
-// client is streaming, has nothing queued and its writer is idle, the
-// frames are written on the caller's goroutine (non-blocking), saving the
-// write loop's wake-up. Otherwise they are queued as Send does.
-func (c *Client) SendInline(frames ...Frame) bool {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return false
-	}
-	if c.replaying || c.dw == nil || len(c.queue) > 0 || !c.wmu.TryLock() {
-		c.mu.Unlock()
-		return c.Send(frames...)
-	}
-	if c.replayed != nil {
-		if frames = c.dropReplayedLocked(frames); len(frames) == 0 {
-			c.wmu.Unlock()
-			c.mu.Unlock()
-			return true
-		}
-	}
-	dw := c.dw
-	c.mu.Unlock()
-	ok, flush, err := dw.TryWrite(frames)
-	switch {
-	case err != nil:
-		c.wmu.Unlock()
-		c.Close(CloseGoingAway, "write failed")
-		return false
-	case !ok: // the socket is full: queue them ahead of anything sent since
-		c.mu.Lock()
-		c.queue = append(frames[:len(frames):len(frames)], c.queue...)
-		c.flush = c.flush || flush
-		c.wmu.Unlock()
-		return c.wakeLocked()
-	case flush: // the write loop sends the rest
-		c.mu.Lock()
-		c.flush = true
-		c.wmu.Unlock()
-		return c.wakeLocked()
-	}
-	c.wmu.Unlock()
-	return true
-}
-
-// wakeLocked unlocks c.mu and wakes the write loop.
-func (c *Client) wakeLocked() bool {
-	closed := c.closed
-	c.mu.Unlock()
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-	return !closed
 }
 
 // dropReplayedLocked removes frames the last replay already carried.
@@ -307,47 +229,28 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 	ping := time.NewTicker(heartbeat)
 	defer ping.Stop()
-	if dw, ok := w.(DirectWriter); ok {
-		c.mu.Lock()
-		c.dw = dw
-		c.mu.Unlock()
-	}
 	var batch []Frame
 	for {
 		select {
 		case <-c.notify:
-			c.wmu.Lock()
 			c.mu.Lock()
 			batch, c.queue = c.queue, batch[:0]
-			flush := c.flush
-			c.flush = false
 			c.mu.Unlock()
-			var err error
-			if flush {
-				err = c.dw.Flush()
-			}
-			if err == nil && len(batch) > 0 {
-				err = w.Write(batch)
+			if len(batch) > 0 {
+				if err := w.Write(batch); err != nil {
+					c.Close(CloseGoingAway, "write failed")
+					w.Close(CloseGoingAway, "write failed")
+					return err
+				}
 				clear(batch) // let the frames' bytes go
 			}
-			c.wmu.Unlock()
-			if err != nil {
-				c.Close(CloseGoingAway, "write failed")
-				w.Close(CloseGoingAway, "write failed")
-				return err
-			}
 		case <-ping.C:
-			c.wmu.Lock()
-			err := w.Ping()
-			c.wmu.Unlock()
-			if err != nil {
+			if err := w.Ping(); err != nil {
 				c.Close(CloseGoingAway, "ping failed")
 				w.Close(CloseGoingAway, "ping failed")
 				return err
 			}
 		case <-c.done:
-			c.wmu.Lock()
-			defer c.wmu.Unlock()
 			c.mu.Lock()
 			code, reason, rest := c.code, c.reason, c.queue
 			c.queue = nil

@@ -1,9 +1,6 @@
 package hub
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 const hubShards = 64
 
@@ -62,9 +59,8 @@ func (h *Hub) Remove(c *Client) (left int, removed bool) {
 }
 
 // Deliver queues frames on every client of uid here and returns how many
-// clients took them. With inline, idle clients are written on the
-// caller's goroutine (see Client.SendInline).
-func (h *Hub) Deliver(uid uint64, inline bool, frames ...Frame) int {
+// clients took them.
+func (h *Hub) Deliver(uid uint64, frames ...Frame) int {
 	s := h.shard(uid)
 	s.mu.RLock()
 	list := s.users[uid]
@@ -73,7 +69,7 @@ func (h *Hub) Deliver(uid uint64, inline bool, frames ...Frame) int {
 	s.mu.RUnlock()
 	n := 0
 	for _, c := range targets {
-		if inline && c.SendInline(frames...) || !inline && c.Send(frames...) {
+		if c.Send(frames...) {
 			n++
 		}
 	}
@@ -109,37 +105,6 @@ func (h *Hub) Each(fn func(*Client)) {
 			fn(c)
 		}
 	}
-}
-
-// EachParallel is Each split over n goroutines, each taking whole shards;
-// it returns when fn has run for every client.
-func (h *Hub) EachParallel(n int, fn func(*Client)) {
-	if n <= 1 {
-		h.Each(fn)
-		return
-	}
-	var next atomic.Int32
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var list []*Client
-			for i := int(next.Add(1)) - 1; i < hubShards; i = int(next.Add(1)) - 1 {
-				s := &h.shards[i]
-				s.mu.RLock()
-				list = list[:0]
-				for _, l := range s.users {
-					list = append(list, l...)
-				}
-				s.mu.RUnlock()
-				for _, c := range list {
-					fn(c)
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 // Has reports whether the connection connID of uid is registered here.
