@@ -249,7 +249,8 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 	if err != nil {
 		return err
 	}
-	if err := a.Redis.Do(ctx, a.Redis.B().Incr().Key(keyBroadcastGen).Build()).Error(); err != nil {
+	gen, err := a.Redis.Do(ctx, a.Redis.B().Incr().Key(keyBroadcastGen).Build()).AsInt64()
+	if err != nil {
 		return err
 	}
 	insts, err := a.Redis.Do(ctx, a.Redis.B().Smembers().Key(keyInstances).Build()).AsStrSlice()
@@ -261,7 +262,8 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 		return err
 	}
 	frame := broadcastFrame(b, false)
-	payload := encodeBroadcastEnvelope(b.Segment, frame)
+	live := liveBroadcast{Segment: b.Segment, Kind: b.Kind, Gen: gen}
+	payload := encodeBroadcastEnvelope(live, frame)
 	slices.Sort(insts)
 	for _, inst := range insts {
 		if slices.Contains(done, inst) {
@@ -273,7 +275,7 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 			}
 		}
 		if inst == a.Instance {
-			a.fanOutLocal(b.Segment, frame)
+			a.fanOutLocal(live, frame)
 		} else if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
 			return fmt.Errorf("publish broadcast to %s: %w", inst, err)
 		}
@@ -288,18 +290,37 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 	return nil
 }
 
-// fanOutLocal queues frame on every local connection in segment, one hub
-// shard at a time; the frame's bytes are shared by all of them.
-func (a *App) fanOutLocal(segment string, frame hub.Frame) int {
+// liveBroadcast is what an instance needs to fan a broadcast out: who
+// gets it, and how it changes their counts.
+type liveBroadcast struct {
+	Segment string
+	Kind    string
+	Gen     int64 // the broadcast generation its send started
+}
+
+// fanOutLocal queues frame on every local connection in the broadcast's
+// segment, one hub shard at a time; the frame's bytes are shared by all of
+// them. Each connection also gets its new counts: what it was last told
+// plus this broadcast, unless what it was told already included it.
+func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 	start := time.Now()
 	n := 0
 	a.Hub.Each(func(c *hub.Client) {
-		if c.InSegment(segment) && c.Send(frame) {
+		if !c.InSegment(live.Segment) {
+			return
+		}
+		var ok bool
+		if u, known := c.State().(Unread); known && u.gen < live.Gen {
+			ok = c.Send(frame, unreadFrameOf(u.plus(live.Kind, live.Gen)))
+		} else {
+			ok = c.Send(frame)
+		}
+		if ok {
 			n++
 		}
 	})
 	a.Metrics.Pushed.Add(float64(n))
-	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", segment, "connections", n, "took", time.Since(start))
+	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", live.Segment, "connections", n, "took", time.Since(start))
 	return n
 }
 
@@ -320,12 +341,32 @@ func broadcastFrame(b *models.Broadcast, replay bool) hub.Frame {
 }
 
 // encodeBroadcastEnvelope packs a broadcast for an instance channel:
-// "B\n<segment>\n" then the frame as in encodeEnvelope.
-func encodeBroadcastEnvelope(segment string, f hub.Frame) []byte {
-	head := []byte("B\n" + segment + "\n")
+// "B\n<segment>\t<kind>\t<gen>\n" then the frame as in encodeEnvelope.
+func encodeBroadcastEnvelope(live liveBroadcast, f hub.Frame) []byte {
+	head := []byte("B\n" + live.Segment + "\t" + live.Kind + "\t" + strconv.FormatInt(live.Gen, 10) + "\n")
 	body := encodeEnvelope(0, []hub.Frame{f})
 	_, frames, _ := bytes.Cut(body, []byte{'\n'}) // drop the uid line
 	return append(head, frames...)
+}
+
+// decodeBroadcastEnvelope undoes encodeBroadcastEnvelope (msg without its
+// "B\n" prefix).
+func decodeBroadcastEnvelope(msg []byte) (liveBroadcast, hub.Frame, error) {
+	head, frames, ok := bytes.Cut(msg, []byte{'\n'})
+	parts := strings.Split(string(head), "\t")
+	if !ok || len(parts) != 3 {
+		return liveBroadcast{}, hub.Frame{}, fmt.Errorf("malformed broadcast envelope")
+	}
+	gen, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return liveBroadcast{}, hub.Frame{}, fmt.Errorf("broadcast envelope generation %q: %w", parts[2], err)
+	}
+	_, fs, err := decodeEnvelope(append([]byte("0\n"), frames...))
+	if err != nil || len(fs) != 1 {
+		return liveBroadcast{}, hub.Frame{}, fmt.Errorf("malformed broadcast envelope frame: %v", err)
+	}
+	fs[0].Shared = new(hub.Shared)
+	return liveBroadcast{Segment: parts[0], Kind: parts[1], Gen: gen}, fs[0], nil
 }
 
 // --- segments ---
@@ -535,44 +576,52 @@ func (a *App) broadcastQuery(ctx context.Context, uid uint64) (models.BroadcastQ
 // broadcastUnread returns uid's unread broadcasts per kind, cached until
 // a broadcast is sent or the user's state changes.
 func (a *App) broadcastUnread(ctx context.Context, uid uint64) (map[string]int64, error) {
+	b, _, err := a.broadcastUnreadGen(ctx, uid)
+	return b, err
+}
+
+// broadcastUnreadGen is broadcastUnread with the broadcast generation the
+// counts reflect: every broadcast of that generation or older is in them.
+func (a *App) broadcastUnreadGen(ctx context.Context, uid uint64) (map[string]int64, int64, error) {
 	res := a.Redis.DoMulti(ctx,
 		a.Redis.B().Get().Key(keyBroadcastGen).Build(),
 		a.Redis.B().Hgetall().Key(keyBroadcastUnread(uid)).Build())
 	gen, err := res[0].AsInt64()
 	if err != nil && !rueidis.IsRedisNil(err) {
-		return nil, err
+		return nil, 0, err
 	}
 	if h, err := res[1].AsIntMap(); err == nil && len(h) > 0 && h["~gen"] == gen {
 		delete(h, "~gen")
-		return h, nil
+		return h, gen, nil
 	}
 	v0, err := a.stateVersion(ctx, uid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	q, err := a.broadcastQuery(ctx, uid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	counts, err := a.Repo.CountBroadcasts(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	args := []string{"~gen", strconv.FormatInt(gen, 10)}
 	for k, n := range counts {
 		args = append(args, k, strconv.FormatInt(n, 10))
 	}
 	a.fillCache(ctx, uid, keyBroadcastUnread(uid), v0, time.Hour, "HSET", args...)
-	return counts, nil
+	return counts, gen, nil
 }
 
 // withBroadcasts adds uid's unread broadcasts to a personal snapshot.
 func (a *App) withBroadcasts(ctx context.Context, uid uint64, u Unread) (Unread, error) {
-	b, err := a.broadcastUnread(ctx, uid)
+	b, gen, err := a.broadcastUnreadGen(ctx, uid)
 	if err != nil {
 		return u, err
 	}
 	addBroadcasts(&u, b)
+	u.gen = gen
 	return u, nil
 }
 

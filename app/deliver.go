@@ -154,6 +154,7 @@ func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.
 		gen, _ := parts[3].AsInt64()
 		if len(b) > 0 && b["~gen"] == gen { // the cached broadcast counts are current
 			addBroadcasts(&u, b)
+			u.gen = gen
 		} else if u, err = a.withBroadcasts(ctx, m.ToUID, u); err != nil {
 			return true, false, a.route(ctx, m.ToUID, inst, frames)
 		}

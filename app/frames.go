@@ -14,6 +14,10 @@ type Unread struct {
 	Total   int64            `json:"total"`
 	ByKind  map[string]int64 `json:"by_kind"`
 	Unacked int64            `json:"unacked"`
+	// gen is the broadcast generation the counts include (0: unknown), so
+	// a live broadcast can update a connection's last counts without
+	// counting itself twice.
+	gen int64
 }
 
 type helloFrame struct {
@@ -62,8 +66,22 @@ func messageFrame(m *models.Message, replay bool) hub.Frame {
 	})}
 }
 
+// unreadFrameOf builds an unread frame. Its Key carries the broadcast
+// generation ("g<gen>") so the counts survive the trip to another
+// instance as a connection's State (see decodeEnvelope).
 func unreadFrameOf(u Unread) hub.Frame {
-	return hub.Frame{Type: "unread", Data: mustJSON(unreadFrame{Type: "unread", Unread: u})}
+	return hub.Frame{Type: "unread", Key: "g" + strconv.FormatInt(u.gen, 10), Data: mustJSON(unreadFrame{Type: "unread", Unread: u}), State: u}
+}
+
+// plus returns u with one more unread message of kind, as of broadcast
+// generation gen.
+func (u Unread) plus(kind string, gen int64) Unread {
+	by := make(map[string]int64, len(u.ByKind)+1)
+	for k, n := range u.ByKind {
+		by[k] = n
+	}
+	by[kind]++
+	return Unread{Total: u.Total + 1, ByKind: by, Unacked: u.Unacked, gen: gen}
 }
 
 // ErrorFrame builds the contract's {"type":"error"} frame.

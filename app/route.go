@@ -3,9 +3,11 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -99,7 +101,15 @@ func decodeEnvelope(b []byte) (uint64, []hub.Frame, error) {
 		if !ok1 || !ok2 || !ok3 {
 			return 0, nil, fmt.Errorf("malformed envelope frame")
 		}
-		frames = append(frames, hub.Frame{Type: string(typ), ID: string(id), Key: string(key), Data: data})
+		f := hub.Frame{Type: string(typ), ID: string(id), Key: string(key), Data: data}
+		if f.Type == "unread" { // keep the counts as the connection's State
+			var u unreadFrame
+			if g, ok := strings.CutPrefix(f.Key, "g"); ok && json.Unmarshal(data, &u) == nil {
+				u.gen, _ = strconv.ParseInt(g, 10, 64)
+				f.State = u.Unread
+			}
+		}
+		frames = append(frames, f)
 	}
 	return uid, frames, nil
 }
@@ -114,11 +124,12 @@ func (a *App) listen() {
 		err := a.Redis.Receive(a.ctx, a.Redis.B().Subscribe().Channel(ch).Build(), func(m rueidis.PubSubMessage) {
 			msg := []byte(m.Message)
 			if rest, ok := bytes.CutPrefix(msg, []byte("B\n")); ok { // a broadcast: fan out off the pipeline
-				segment, frames, ok := bytes.Cut(rest, []byte{'\n'})
-				if _, fs, err := decodeEnvelope(append([]byte("0\n"), frames...)); ok && err == nil && len(fs) == 1 {
-					fs[0].Shared = new(hub.Shared)
-					go a.fanOutLocal(string(segment), fs[0])
+				live, frame, err := decodeBroadcastEnvelope(rest)
+				if err != nil {
+					a.Log.Warn("drop malformed broadcast envelope", "err", err)
+					return
 				}
+				go a.fanOutLocal(live, frame)
 				return
 			}
 			uid, frames, err := decodeEnvelope(msg)

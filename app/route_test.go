@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
@@ -30,5 +31,42 @@ func TestUnreadFromHash(t *testing.T) {
 	u := unreadFromHash(map[string]int64{"~": 1, "~unacked": 2, "comment": 3, "mail": 0, "sys": -1})
 	if u.Total != 3 || u.Unacked != 2 || len(u.ByKind) != 1 || u.ByKind["comment"] != 3 {
 		t.Fatalf("unreadFromHash = %+v, want total 3 unacked 2 {comment:3}", u)
+	}
+}
+
+func TestUnreadStateCrossesInstances(t *testing.T) {
+	u := Unread{Total: 3, ByKind: map[string]int64{"comment": 2, "system": 1}, Unacked: 1, gen: 7}
+	_, got, err := decodeEnvelope(encodeEnvelope(42, []hub.Frame{unreadFrameOf(u)}))
+	if err != nil || len(got) != 1 {
+		t.Fatalf("decode: %v", err)
+	}
+	if st, ok := got[0].State.(Unread); !ok || !reflect.DeepEqual(st, u) {
+		t.Fatalf("State after the trip = %#v, want %#v", got[0].State, u)
+	}
+}
+
+func TestBroadcastEnvelopeRoundTrip(t *testing.T) {
+	live := liveBroadcast{Segment: "vip", Kind: "system", Gen: 12}
+	f := hub.Frame{Type: "msg", ID: "9", Key: "9:1", Data: []byte(`{"type":"msg","id":"9","broadcast":true}`)}
+	rest, _ := bytes.CutPrefix(encodeBroadcastEnvelope(live, f), []byte("B\n"))
+	gotLive, got, err := decodeBroadcastEnvelope(rest)
+	if err != nil || gotLive != live || got.ID != "9" || string(got.Data) != string(f.Data) || got.Shared == nil {
+		t.Fatalf("decode = %+v %+v %v", gotLive, got, err)
+	}
+	for _, bad := range []string{"vip\n", "vip\tsystem\n", "vip\tsystem\tx\nmsg\t9\t9:1\t{}\n", "vip\tsystem\t1\n"} {
+		if _, _, err := decodeBroadcastEnvelope([]byte(bad)); err == nil {
+			t.Errorf("decodeBroadcastEnvelope(%q) = nil error", bad)
+		}
+	}
+}
+
+func TestUnreadPlusCopies(t *testing.T) {
+	u := Unread{Total: 1, ByKind: map[string]int64{"comment": 1}, gen: 3}
+	v := u.plus("system", 4)
+	if v.Total != 2 || v.ByKind["system"] != 1 || v.ByKind["comment"] != 1 || v.gen != 4 {
+		t.Fatalf("plus = %+v", v)
+	}
+	if len(u.ByKind) != 1 {
+		t.Fatalf("plus changed the original: %+v", u)
 	}
 }

@@ -76,7 +76,7 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	if err != nil {
 		return fail(err)
 	}
-	c.SendDirect(hub.Frame{Type: "hello", Data: mustJSON(helloFrame{
+	c.SendDirect(hub.Frame{Type: "hello", State: u, Data: mustJSON(helloFrame{
 		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
 	})})
 	// With nothing unread the replay queries are skipped (most connects);

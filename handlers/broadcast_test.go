@@ -394,3 +394,35 @@ func TestBroadcastRepeatRecoversALostFirstCall(t *testing.T) {
 		t.Fatalf("got %v, want the recovered broadcast %d", m, id)
 	}
 }
+
+// The contract sends an unread frame after anything changes the counts; a
+// live broadcast changes every member's. Each member's connection gets its
+// own counts right behind the broadcast, the same as GET /unread answers.
+func TestLiveBroadcastIsFollowedByCounts(t *testing.T) {
+	seg := uniqueSegment("counts")
+	member, outsider := newUID(), newUID()
+	m := dialWSGroups(t, wsURL, member, seg)
+	o := dialWSGroups(t, wsURL, outsider)
+	send(t, member, "comment", "personal")
+	m.until("msg")
+	if u := m.until("unread"); u.num("total") != 1 {
+		t.Fatalf("unread after a message = %v, want total 1", u)
+	}
+	for i, want := range []int64{1, 2} {
+		id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":`+fmt.Sprint(i)+`}}`)
+		if f := m.until("msg"); f.str("id") != id {
+			t.Fatalf("member got %v, want broadcast %s", f, id)
+		}
+		u := m.next()
+		bk, _ := u["by_kind"].(map[string]any)
+		if u.str("type") != "unread" || u.num("total") != 1+want || bk["system"] != float64(want) || bk["comment"] != 1.0 {
+			t.Fatalf("frame after broadcast %d = %v, want unread total %d (comment 1, system %d)", i, u, 1+want, want)
+		}
+		if total, _ := unreadOf(t, member); total != 1+want {
+			t.Fatalf("GET unread after broadcast %d = %d, want %d", i, total, 1+want)
+		}
+	}
+	if got := o.drain("unread", 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("non-member got counts %v", got)
+	}
+}

@@ -19,6 +19,10 @@ type Frame struct {
 	// Shared, when set, lets transports encode a frame sent to many
 	// connections (a broadcast) once.
 	Shared *Shared
+	// State, when set, is what the frame tells the client in a form the
+	// app can reuse (an unread frame's counts). The client keeps the last
+	// one queued (see Client.State).
+	State any
 }
 
 // Shared caches one transport encoding of a frame. Safe for concurrent use.
@@ -71,6 +75,7 @@ type Client struct {
 	LastTouch atomic.Int64
 
 	segments atomic.Pointer[map[string]struct{}]
+	state    atomic.Pointer[any]
 
 	mu        sync.Mutex
 	queue     []Frame
@@ -102,6 +107,7 @@ func NewClient(uid uint64, connID, role, transport string) *Client {
 // client whose queue overflows (a peer that stopped reading) is closed with
 // 1013 so it reconnects and resyncs instead of holding memory.
 func (c *Client) Send(frames ...Frame) bool {
+	c.note(frames)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -116,6 +122,25 @@ func (c *Client) Send(frames ...Frame) bool {
 		frames = c.dropReplayedLocked(frames)
 	}
 	return c.enqueueLocked(frames)
+}
+
+// note keeps the State of the last of frames that has one.
+func (c *Client) note(frames []Frame) {
+	for i := len(frames) - 1; i >= 0; i-- {
+		if st := frames[i].State; st != nil {
+			c.state.Store(&st)
+			return
+		}
+	}
+}
+
+// State returns the State of the last frame queued with one (nil if none):
+// what this connection was last told, for an update relative to it.
+func (c *Client) State() any {
+	if p := c.state.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // dropReplayedLocked removes frames the last replay already carried.
@@ -144,6 +169,7 @@ func (c *Client) dropReplayedLocked(frames []Frame) []Frame {
 
 // SendDirect queues frames ahead of held live frames (hello, replay).
 func (c *Client) SendDirect(frames ...Frame) bool {
+	c.note(frames)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -189,6 +215,7 @@ func (c *Client) EndReplay(replayed map[string]struct{}) {
 // Replay queues replayed frames ahead of live ones and remembers their
 // keys, as EndReplay does, for a client already streaming (a sync).
 func (c *Client) Replay(frames []Frame) {
+	c.note(frames)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
