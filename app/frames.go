@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -70,7 +71,52 @@ func messageFrame(m *models.Message, replay bool) hub.Frame {
 // generation ("g<gen>") so the counts survive the trip to another
 // instance as a connection's State (see decodeEnvelope).
 func unreadFrameOf(u Unread) hub.Frame {
-	return hub.Frame{Type: "unread", Key: "g" + strconv.FormatInt(u.gen, 10), Data: mustJSON(unreadFrame{Type: "unread", Unread: u}), State: u}
+	return hub.Frame{Type: "unread", Key: "g" + strconv.FormatInt(u.gen, 10), Data: appendUnreadFrame(nil, u), State: u}
+}
+
+// appendUnreadFrame appends u's unread frame JSON, byte for byte what
+// encoding/json makes of unreadFrame (keys sorted), without reflection: a
+// broadcast builds one per member.
+func appendUnreadFrame(dst []byte, u Unread) []byte {
+	dst = append(dst, `{"type":"unread","total":`...)
+	dst = strconv.AppendInt(dst, u.Total, 10)
+	dst = append(dst, `,"by_kind":`...)
+	if u.ByKind == nil {
+		dst = append(dst, "null"...)
+	} else {
+		var stack [8]string
+		keys := stack[:0]
+		for k := range u.ByKind {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, k)
+			dst = append(dst, ':')
+			dst = strconv.AppendInt(dst, u.ByKind[k], 10)
+		}
+		dst = append(dst, '}')
+	}
+	dst = append(dst, `,"unacked":`...)
+	dst = strconv.AppendInt(dst, u.Unacked, 10)
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string; kinds are plain ASCII, and
+// anything else goes through encoding/json.
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return append(dst, mustJSON(s)...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // plus returns u with one more unread message of kind, as of broadcast

@@ -70,3 +70,17 @@ func TestUnreadPlusCopies(t *testing.T) {
 		t.Fatalf("plus changed the original: %+v", u)
 	}
 }
+
+func TestUnreadFrameMatchesEncodingJSON(t *testing.T) {
+	for _, u := range []Unread{
+		{},
+		{ByKind: map[string]int64{}},
+		{Total: 5, ByKind: map[string]int64{"system": 2, "comment": 3, "a.b-c_9": 0}, Unacked: 4},
+		{Total: -1, ByKind: map[string]int64{`q"uote`: 1, "<tag>": 2, "ünï": 3, "tab\t": 4, `back\slash`: 5}, Unacked: 1 << 40},
+	} {
+		want := mustJSON(unreadFrame{Type: "unread", Unread: u})
+		if got := appendUnreadFrame(nil, u); string(got) != string(want) {
+			t.Errorf("appendUnreadFrame = %s\nencoding/json    = %s", got, want)
+		}
+	}
+}
