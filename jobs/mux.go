@@ -22,13 +22,18 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 // NewServers configures cfg.WorkerLoops asynq servers that share
 // cfg.WorkerConcurrency. An asynq server dequeues one task per Redis round
 // trip on one loop; under load that loop, not the handlers, caps the
-// delivery rate, so several run side by side.
+// delivery rate, so several run side by side. A loop sleeps only when the
+// queues are empty, so the extra ones poll ten times less often: they
+// help under load and cost little when idle.
 func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) []*asynq.Server {
 	n := max(cfg.WorkerLoops, 1)
-	per := cfg
-	per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
 	out := make([]*asynq.Server, n)
 	for i := range out {
+		per := cfg
+		per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
+		if i > 0 {
+			per.QueuePoll = 10 * cfg.QueuePoll
+		}
 		out[i] = NewServer(redis, per, log)
 	}
 	return out
