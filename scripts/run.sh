@@ -9,7 +9,7 @@ go build -o bin/pushdesk .
 ./bin/pushdesk migrate
 ./bin/pushdesk serve &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
+trap 'kill -TERM $pid 2>/dev/null; wait $pid; exit 0' INT TERM
 port=${PUSHDESK_ADDR##*:}
 base="http://127.0.0.1:$port"
 iport=${PUSHDESK_INTERNAL_ADDR:+${PUSHDESK_INTERNAL_ADDR##*:}}
