@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	// Concurrent ingest calls share one task: asynq handles tasks one
 	// dequeue at a time, so fewer, fuller tasks carry more messages.
-	a.ingest = NewBatcher(BatcherConfig{MaxBatch: 256, Flushers: 1}, func(ctx context.Context, ds []*Delivery) error {
+	a.ingest = NewBatcher(BatcherConfig{MaxBatch: 256, Flushers: 1, Linger: cfg.IngestLinger, LingerFrom: 4}, func(ctx context.Context, ds []*Delivery) error {
 		return a.Queue.EnqueueDeliver(ctx, ds)
 	})
 	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 2}, a.Repo.InsertMessages)

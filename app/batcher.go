@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // BatcherConfig sizes a Batcher.
@@ -11,6 +12,13 @@ type BatcherConfig struct {
 	MaxBatch int
 	// Flushers is how many flushes may run at once. Zero means 4.
 	Flushers int
+	// Linger holds a batch until its first item has waited this long (or
+	// the batch is full), trading that much latency for bigger batches,
+	// but only under load: while the batch before it held at least
+	// LingerFrom items. Zero hands every batch to the first idle flusher
+	// at once.
+	Linger     time.Duration
+	LingerFrom int
 }
 
 // Batcher groups items submitted from many goroutines into batches for one
@@ -93,20 +101,41 @@ func (b *Batcher[T]) collect() {
 	defer close(b.work)
 	var batch []batchReq[T]
 	size := 0
+	var linger *time.Timer
+	var lingerC <-chan time.Time
+	last := 0 // items in the batch handed off before
+	ready := true
+	handOff := func() {
+		last, batch, size, lingerC = size, nil, 0, nil
+		ready = b.cfg.Linger <= 0 || last < b.cfg.LingerFrom
+	}
+	add := func(r batchReq[T]) {
+		if len(batch) == 0 && !ready {
+			if linger == nil {
+				linger = time.NewTimer(b.cfg.Linger)
+			} else {
+				linger.Reset(b.cfg.Linger)
+			}
+			lingerC = linger.C
+		}
+		batch = append(batch, r)
+		if size += len(r.items); size >= b.cfg.MaxBatch {
+			b.work <- batch
+			handOff()
+		}
+	}
 	for {
 		var out chan []batchReq[T]
-		if len(batch) > 0 {
+		if len(batch) > 0 && ready {
 			out = b.work
 		}
 		select {
 		case r := <-b.in:
-			batch = append(batch, r)
-			if size += len(r.items); size >= b.cfg.MaxBatch {
-				b.work <- batch
-				batch, size = nil, 0
-			}
+			add(r)
+		case <-lingerC:
+			ready, lingerC = true, nil
 		case out <- batch:
-			batch, size = nil, 0
+			handOff()
 		case <-b.stop:
 			for { // drain what is already queued
 				select {

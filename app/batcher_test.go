@@ -112,3 +112,46 @@ func TestBatcherSubmitHonoursContext(t *testing.T) {
 		t.Fatalf("Submit = %v, want deadline exceeded", err)
 	}
 }
+
+// Under load (the batch before held LingerFrom items or more) a batch waits
+// for its linger or until full; after a quiet spell a lone item goes at
+// once. The linger here is an hour, so only fullness can end the wait.
+func TestBatcherLingersOnlyUnderLoad(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	b := NewBatcher(BatcherConfig{MaxBatch: 10, Flushers: 1, Linger: time.Hour, LingerFrom: 2}, func(_ context.Context, items []int) error {
+		mu.Lock()
+		sizes = append(sizes, len(items))
+		mu.Unlock()
+		return nil
+	})
+	defer b.Close()
+	ctx := context.Background()
+	if err := b.Submit(ctx, 1); err != nil { // quiet: flushed at once
+		t.Fatal(err)
+	}
+	if err := b.Submit(ctx, 1, 2); err != nil { // the batch before held 1: at once
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Submit(ctx, 3) }() // the batch before held 2: it lingers
+	for len(b.in) > 0 {
+		runtime.Gosched()
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a batch under load went out before its linger or being full (%v)", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := b.Submit(ctx, 4, 5, 6, 7, 8, 9, 10, 11, 12); err != nil { // fills it
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 3 || sizes[0] != 1 || sizes[1] != 2 || sizes[2] != 10 {
+		t.Fatalf("flush sizes = %v, want [1 2 10]", sizes)
+	}
+}

@@ -35,6 +35,12 @@ type Config struct {
 	// WorkerLoops is how many asynq servers (each one dequeue loop) share
 	// WorkerConcurrency. Zero means 4. Env PUSHDESK_WORKER_LOOPS.
 	WorkerLoops int
+	// IngestLinger is how long, under load, concurrent ingest calls are
+	// held to share one queue task (bigger tasks, fewer Redis round trips
+	// and commits per message). Only while the previous task held four
+	// calls or more, so a lone message is not delayed. Zero means 2ms;
+	// negative turns it off. Env PUSHDESK_INGEST_LINGER ("0" is off).
+	IngestLinger time.Duration
 	// QueuePoll is how often an idle asynq worker polls its queues.
 	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
@@ -113,6 +119,11 @@ func ConfigFromEnv() (Config, error) {
 			return c, fmt.Errorf("PUSHDESK_MYSQL_MAX_CONNS=%q: want a positive integer", v)
 		}
 	}
+	if v := os.Getenv("PUSHDESK_INGEST_LINGER"); v == "0" || v == "0s" {
+		c.IngestLinger = -1 // off
+	} else if c.IngestLinger, err = envDuration("PUSHDESK_INGEST_LINGER"); err != nil {
+		return c, err
+	}
 	if v := os.Getenv("PUSHDESK_WORKER_LOOPS"); v != "" {
 		if c.WorkerLoops, err = strconv.Atoi(v); err != nil || c.WorkerLoops < 1 || c.WorkerLoops > 64 {
 			return c, fmt.Errorf("PUSHDESK_WORKER_LOOPS=%q: want an integer from 1 to 64", v)
@@ -152,6 +163,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.WorkerLoops <= 0 {
 		c.WorkerLoops = 4
+	}
+	if c.IngestLinger == 0 {
+		c.IngestLinger = 2 * time.Millisecond
 	}
 	if c.QueuePoll <= 0 {
 		c.QueuePoll = 2 * time.Millisecond
