@@ -140,11 +140,7 @@ func (b *Batcher[T]) collect() {
 			for { // drain what is already queued
 				select {
 				case r := <-b.in:
-					batch = append(batch, r)
-					if size += len(r.items); size >= b.cfg.MaxBatch {
-						b.work <- batch
-						batch, size = nil, 0
-					}
+					add(r) // full batches go at once; a linger timer started here is never waited for
 				default:
 					if len(batch) > 0 {
 						b.work <- batch

@@ -34,15 +34,15 @@ func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) []*a
 		if i > 0 {
 			per.QueuePoll = 10 * cfg.QueuePoll
 		}
-		out[i] = NewServer(redis, per, log)
+		out[i] = newServer(redis, per, log)
 	}
 	return out
 }
 
-// NewServer configures the asynq server for a's settings. The fast queue
+// newServer configures one asynq server for a's settings. The fast queue
 // gets most of the workers' attention; an idle worker polls every
 // QueuePoll (asynq's 1 s default would put a second on delivery).
-func NewServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) *asynq.Server {
+func newServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) *asynq.Server {
 	return asynq.NewServer(redis, asynq.Config{
 		Concurrency:              cfg.WorkerConcurrency,
 		Queues:                   map[string]int{QueueFast: 8, QueueDelayed: 1},
