@@ -34,14 +34,14 @@ const (
 
 // registerScript records one connection. KEYS: uconn, iconn, online.
 // ARGV: instance, conn id, info.
-var registerScript = rueidis.NewLuaScript(`
+var registerScript = newLuaScript(`
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 if n == 1 and redis.call('HLEN', KEYS[1]) == 1 then redis.call('INCR', KEYS[3]) end
 return n`)
 
 // unregisterScript removes one connection (no-op if already removed).
-var unregisterScript = rueidis.NewLuaScript(`
+var unregisterScript = newLuaScript(`
 if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return -1 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -50,7 +50,7 @@ return n`)
 
 // sweepUserScript drops a dead instance from one user. KEYS: uconn,
 // online. ARGV: instance.
-var sweepUserScript = rueidis.NewLuaScript(`
+var sweepUserScript = newLuaScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('DECR', KEYS[2])
 end
@@ -89,14 +89,14 @@ func (a *App) announce(ctx context.Context) error {
 }
 
 // renewScript extends a lease only while it is still ours; 0 = lost.
-var renewScript = rueidis.NewLuaScript(`
+var renewScript = newLuaScript(`
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 if not v then return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0 end
 return 0`)
 
 // releaseScript deletes a lease only if it is ours.
-var releaseScript = rueidis.NewLuaScript(`
+var releaseScript = newLuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 

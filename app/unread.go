@@ -28,7 +28,7 @@ const unreadTTL = 24 * 3600
 // round trip serves the count, the routing and the unread frame.
 // KEYS: unread, uconn, broadcast unread, broadcast generation, version,
 // in flight.
-var deliverScript = rueidis.NewLuaScript(`
+var deliverScript = newLuaScript(`
 local out = {{}, {}, {}, 0}
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[2] == '1' then
@@ -80,7 +80,7 @@ func (a *App) clearInFlight(ctx context.Context, uids []uint64) {
 	clearScript.ExecMulti(context.WithoutCancel(ctx), a.Redis, execs...)
 }
 
-var clearScript = rueidis.NewLuaScript(`
+var clearScript = newLuaScript(`
 if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
 return 1`)
 
@@ -88,7 +88,7 @@ return 1`)
 // returns it, or returns {} when the hash is missing. It bumps the version
 // either way, so a rebuild that read MySQL before this change is not
 // cached. KEYS: unread, version.
-var adjustScript = rueidis.NewLuaScript(`
+var adjustScript = newLuaScript(`
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], 86400000)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
@@ -99,7 +99,7 @@ return redis.call('HGETALL', KEYS[1])`)
 // delivery moved (see above), and returns what is there ({} if nothing:
 // the caller then uses its own rebuild). KEYS: unread, version, in
 // flight. ARGV: the version read before the SELECT, then field, value...
-var fillScript = rueidis.NewLuaScript(`
+var fillScript = newLuaScript(`
 local v0 = table.remove(ARGV, 1)
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if (redis.call('GET', KEYS[2]) or '0') ~= v0 or tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then

@@ -1,0 +1,55 @@
+package app
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/rueidis"
+)
+
+// ExecMulti must work on a Redis that has never seen the script (NOSCRIPT
+// → EVAL) and after, without a SCRIPT LOAD round trip before each call.
+func TestLuaExecMultiLoadsOnNoScript(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	s := newLuaScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	if err := a.Redis.Do(ctx, a.Redis.B().ScriptFlush().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	loads := func() int64 {
+		info, err := a.Redis.Do(ctx, a.Redis.B().Info().Section("commandstats").Build()).ToString()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return statCalls(info, "cmdstat_script|load")
+	}
+	before := loads()
+	for round := range 3 {
+		res := s.ExecMulti(ctx, a.Redis, rueidis.LuaExec{Keys: []string{"pd:test:lua"}, Args: []string{"2"}}, rueidis.LuaExec{Keys: []string{"pd:test:lua"}, Args: []string{"3"}})
+		for i, r := range res {
+			n, err := r.AsInt64()
+			if err != nil {
+				t.Fatalf("round %d exec %d: %v", round, i, err)
+			}
+			if want := int64(5*round + 2 + 3*i); n != want {
+				t.Fatalf("round %d exec %d = %d, want %d (each call must run exactly once)", round, i, n, want)
+			}
+		}
+	}
+	if n := loads() - before; n != 0 {
+		t.Fatalf("%d SCRIPT LOAD calls, want 0", n)
+	}
+}
+
+// statCalls reads calls=N for a command from INFO commandstats.
+func statCalls(info, cmd string) int64 {
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd+":calls="); ok {
+			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
