@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pushdesk/pushdesk/models"
@@ -41,18 +42,89 @@ func (c Config) RouteFor(seen, now time.Time) Route {
 	}
 }
 
-// routes returns the route of each uid.
+// routes returns the route of each uid. Users known to be fast (see
+// fastCache) cost no Redis round trip.
 func (a *App) routes(ctx context.Context, uids []uint64) ([]Route, error) {
-	seen, err := a.LastSeen(ctx, uids)
+	now := a.Clock.Now()
+	out := make([]Route, len(uids))
+	var ask []uint64
+	var askAt []int
+	for i, u := range uids {
+		if !a.fast.has(u, now) {
+			ask, askAt = append(ask, u), append(askAt, i)
+		}
+	}
+	if len(ask) == 0 {
+		return out, nil // all RouteFast
+	}
+	seen, err := a.LastSeen(ctx, ask)
 	if err != nil {
 		return nil, err
 	}
-	now := a.Clock.Now()
-	out := make([]Route, len(uids))
-	for i := range uids {
-		out[i] = a.Cfg.RouteFor(seen[i], now)
+	for j, u := range ask {
+		r := a.Cfg.RouteFor(seen[j], now)
+		out[askAt[j]] = r
+		if r == RouteFast {
+			until := now.Add(fastCacheTTL)
+			if !seen[j].IsZero() {
+				until = minTime(until, seen[j].Add(a.Cfg.ActiveWithin))
+			}
+			a.fast.put(u, until)
+		}
 	}
 	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// fastCache remembers, per process, users routed fast and until when the
+// verdict holds. A user leaves the fast route only by time passing (last
+// seen only moves forward), so a verdict is exact until last seen +
+// ActiveWithin; fastCacheTTL only bounds how long an odd last seen (one
+// restored older from MySQL) can be overlooked. Only fast verdicts are
+// kept: a delayed or released user who connects must route fast at once.
+// Hot recipients, the bulk of ingest, then cost no Redis round trip on the
+// request path.
+type fastCache struct {
+	shards [fastCacheShards]fastShard
+}
+
+const (
+	fastCacheShards = 32
+	fastCacheTTL    = 10 * time.Second
+	// fastShardCap bounds a shard (~4 MiB of entries in all); a full
+	// shard is emptied, so the cost is a round trip, never memory.
+	fastShardCap = 4096
+)
+
+type fastShard struct {
+	mu    sync.Mutex
+	until map[uint64]int64 // unix ns
+}
+
+func (c *fastCache) shard(uid uint64) *fastShard { return &c.shards[uid%fastCacheShards] }
+
+func (c *fastCache) has(uid uint64, now time.Time) bool {
+	s := c.shard(uid)
+	s.mu.Lock()
+	until, ok := s.until[uid]
+	s.mu.Unlock()
+	return ok && now.UnixNano() < until
+}
+
+func (c *fastCache) put(uid uint64, until time.Time) {
+	s := c.shard(uid)
+	s.mu.Lock()
+	if s.until == nil || len(s.until) >= fastShardCap {
+		s.until = make(map[uint64]int64, 64)
+	}
+	s.until[uid] = until.UnixNano()
+	s.mu.Unlock()
 }
 
 // LastSeen returns each uid's last-seen time (zero when never seen), from

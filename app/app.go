@@ -52,6 +52,7 @@ type App struct {
 	shardWriter *Batcher[models.Message]
 	connLog     *Batcher[models.ConnEvent]
 	lastSeen    *Batcher[models.LastSeen]
+	fast        fastCache
 
 	mismatches int           // registry refreshes in a row that found drift (keepAlive only)
 	node       atomic.Uint64 // the id-generator node this instance leases
