@@ -10,14 +10,18 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// Deliver stores deliveries' messages in their shards, counts them and
-// pushes them to every connection of their users. It pushes only after
-// the rows are committed, so a connecting client's replay query either
-// sees a row or its connection is registered in time for the push, counts
-// are never ahead of MySQL, and a read of a pushed id finds its row. A
-// failed or killed worker leaves the task to be retried; a retry (retry is
-// true) rebuilds the counters instead of adding, and pushes the same ids
-// again (clients dedupe by id).
+// Deliver counts deliveries' messages, pushes them (with the user's new
+// counts) to every connection of their users, and stores them in their
+// shards. Pushing before the shard commit saves an online user the commit
+// in latency. What could look for a pushed message before its row exists
+// is covered by the user's in-flight mark, raised by the count and
+// lowered after the commit: a counter rebuild does not cache while it is
+// up, and a connect's replay, a read or ack of a pushed id and read-all
+// wait for it (see settle), so none misses a message the user was shown.
+// A failed or killed worker leaves the task to be retried; a retry (retry
+// is true) rebuilds the counters instead of adding, and pushes the same
+// ids again (clients dedupe by id). Collapsing messages store first: their
+// frame (id, count) comes from the upsert.
 func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	var rows, collapsing []models.Message
 	for _, d := range ds {
@@ -46,32 +50,75 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	a.Metrics.Stored.Add(float64(len(rows)))
 	uids := make([]uint64, len(rows))
+	execs := make([]rueidis.LuaExec, len(rows))
+	incr := "1"
+	if retry { // the counters are rebuilt after the commit instead
+		incr = "0"
+	}
 	for i := range rows {
 		uids[i] = rows[i].ToUID
+		execs[i] = rueidis.LuaExec{Keys: deliverKeys(rows[i].ToUID), Args: []string{rows[i].Kind, incr, "1"}}
 	}
-	if err := a.markInFlight(ctx, uids); err != nil {
-		return err
+	res := deliverScript.ExecMulti(ctx, a.Redis, execs...)
+	var marked []uint64
+	var failed error
+	for i, r := range res {
+		if err := r.Error(); err != nil {
+			failed = err
+			continue
+		}
+		marked = append(marked, uids[i])
+	}
+	if failed != nil { // take back what was counted and marked
+		a.undoCounts(ctx, marked)
+		return fmt.Errorf("count deliveries: %w", failed)
+	}
+	var stale []int // online, but the counter cache had expired
+	for i := range rows {
+		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, res[i])
+		if err != nil {
+			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
+		}
+		if online {
+			a.Metrics.PushLatency.Observe(time.Since(rows[i].UpdatedAt).Seconds())
+			if !counted {
+				stale = append(stale, i)
+			}
+		}
 	}
 	if err := a.shardWriter.Submit(ctx, rows...); err != nil {
-		a.clearInFlight(ctx, uids)
+		a.undoCounts(ctx, uids)
 		return fmt.Errorf("store delivery: %w", err)
 	}
-	incr := "1"
+	a.Metrics.Stored.Add(float64(len(rows)))
 	if retry {
 		if err := a.resetUnread(ctx, uids...); err != nil {
 			a.clearInFlight(ctx, uids)
 			return fmt.Errorf("reset counters: %w", err)
 		}
-		incr = "0"
 	}
-	for _, i := range a.countAndPush(ctx, rows, incr) { // online, but the counter cache had expired
+	a.clearInFlight(ctx, uids)
+	for _, i := range stale {
 		if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
 			_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
 		}
 	}
 	return nil
+}
+
+// undoCounts drops the counter caches of uids (counted for messages that
+// were not stored; the next read rebuilds them from MySQL) and clears
+// their in-flight marks.
+func (a *App) undoCounts(ctx context.Context, uids []uint64) {
+	if len(uids) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := a.resetUnread(ctx, uids...); err != nil {
+		a.Log.Warn("reset counters after a failed delivery", "err", err) // they heal within unreadTTL
+	}
+	a.clearInFlight(ctx, uids)
 }
 
 // deliverCollapsed stores m through the collapse upsert, then counts it
@@ -100,8 +147,11 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 		}
 		incr = "0"
 	}
-	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr})
-	online, counted, err := a.pushDelivered(ctx, &row, res)
+	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr, "-1"})
+	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, res)
+	if online {
+		a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
+	}
 	if err != nil {
 		a.Log.Warn("push failed", "uid", m.ToUID, "err", err)
 	}
@@ -113,41 +163,18 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 	return nil
 }
 
-// countAndPush counts each stored row in its user's unread cache (incr
-// "1") and pushes it to the user's connections. It returns the indexes of
-// rows pushed without an unread frame because the user's counter cache
-// was missing. Push failures are logged, not returned: the rows are stored
-// and reach the user on their next sync or connect.
-func (a *App) countAndPush(ctx context.Context, rows []models.Message, incr string) (stale []int) {
-	execs := make([]rueidis.LuaExec, len(rows))
-	for i := range rows {
-		execs[i] = rueidis.LuaExec{Keys: deliverKeys(rows[i].ToUID), Args: []string{rows[i].Kind, incr}}
-	}
-	for i, res := range deliverScript.ExecMulti(ctx, a.Redis, execs...) {
-		online, counted, err := a.pushDelivered(ctx, &rows[i], res)
-		if err != nil {
-			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
-		}
-		if online && !counted {
-			stale = append(stale, i)
-		}
-	}
-	return stale
-}
-
-// pushDelivered pushes m after the deliver script ran. online reports
-// whether its user had any connection, counted whether the push carried
-// an unread frame.
-func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.RedisResult) (online, counted bool, err error) {
+// pushCounts pushes frames (if any) and then the user's new counts after
+// the deliver script ran. online reports whether the user had any
+// connection, counted whether an unread frame went out.
+func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, res rueidis.RedisResult) (online, counted bool, err error) {
 	parts, err := res.ToArray()
 	if err != nil || len(parts) != 4 {
-		return false, false, fmt.Errorf("deliver script for %d: %v", m.ToUID, err)
+		return false, false, fmt.Errorf("deliver script for %d: %v", uid, err)
 	}
 	inst, err := parts[1].AsIntMap()
 	if err != nil || len(inst) == 0 {
 		return false, false, err
 	}
-	frames := []hub.Frame{messageFrame(m, false)}
 	if h, err := parts[0].AsIntMap(); err == nil && len(h) > 0 {
 		u := unreadFromHash(h)
 		b, _ := parts[2].AsIntMap()
@@ -155,12 +182,14 @@ func (a *App) pushDelivered(ctx context.Context, m *models.Message, res rueidis.
 		if len(b) > 0 && b["~gen"] == gen { // the cached broadcast counts are current
 			addBroadcasts(&u, b)
 			u.gen = gen
-		} else if u, err = a.withBroadcasts(ctx, m.ToUID, u); err != nil {
-			return true, false, a.route(ctx, m.ToUID, inst, frames)
+		} else if u, err = a.withBroadcasts(ctx, uid, u); err != nil {
+			return true, false, a.route(ctx, uid, inst, frames)
 		}
 		frames = append(frames, unreadFrameOf(u))
 		counted = true
 	}
-	a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
-	return true, counted, a.route(ctx, m.ToUID, inst, frames)
+	if len(frames) == 0 {
+		return true, false, nil
+	}
+	return true, counted, a.route(ctx, uid, inst, frames)
 }

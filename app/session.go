@@ -79,6 +79,36 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	c.SendDirect(hub.Frame{Type: "hello", State: u, Data: mustJSON(helloFrame{
 		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
 	})})
+	connected := func(ctx context.Context) {
+		a.logConn(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
+			Role: string(id.Role), Event: "connect", RemoteAddr: opt.RemoteAddr, At: time.Now().UTC()})
+		a.touchSeen(ctx, id.UID)
+		a.Metrics.Connects.Inc()
+	}
+	busy, err := a.inFlight(ctx, id.UID)
+	if err != nil {
+		return fail(err)
+	}
+	if busy {
+		// A message pushed to this user before the connection registered
+		// may not be committed yet (see Deliver). Replay once it is,
+		// without holding up hello; live messages wait meanwhile.
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			ctx, cancel := context.WithTimeout(a.ctx, settleWait+10*time.Second)
+			defer cancel()
+			replayed, err := a.settledReplay(ctx, c, opt.LastEventID)
+			if err != nil {
+				a.Log.Warn("replay failed, closing the connection", "uid", c.UID, "conn", c.ConnID, "err", err)
+				c.Close(hub.CloseTryLater, "")
+				return
+			}
+			c.EndReplay(replayed)
+			connected(ctx)
+		}()
+		return c, nil
+	}
 	// With nothing unread the replay queries are skipped (most connects);
 	// a client can always ask for a full replay with {"type":"sync"}.
 	skip := replaySkip{own: own.Total == 0, broadcasts: u.Total == own.Total}
@@ -87,11 +117,17 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		return fail(err)
 	}
 	c.EndReplay(replayed)
-	a.logConn(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
-		Role: string(id.Role), Event: "connect", RemoteAddr: opt.RemoteAddr, At: time.Now().UTC()})
-	a.touchSeen(ctx, id.UID)
-	a.Metrics.Connects.Inc()
+	connected(ctx)
 	return c, nil
+}
+
+// settledReplay replays everything (no count-based skipping) once uid has
+// no delivery in flight.
+func (a *App) settledReplay(ctx context.Context, c *hub.Client, lastEventID uint64) (map[string]struct{}, error) {
+	if _, err := a.settle(ctx, c.UID); err != nil {
+		return nil, err
+	}
+	return a.replay(ctx, c, lastEventID, replaySkip{})
 }
 
 // replay queues stored messages on c: after lastEventID when given,
@@ -272,7 +308,7 @@ func (a *App) HandleFrame(ctx context.Context, c *hub.Client, data []byte) {
 		var u Unread
 		if u, err = a.Unread(ctx, c.UID); err == nil {
 			c.SendDirect(unreadFrameOf(u))
-			_, err = a.replay(ctx, c, 0, replaySkip{})
+			_, err = a.settledReplay(ctx, c, 0)
 		}
 	case "":
 		err = Invalid("frame has no type")
@@ -326,6 +362,11 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 		err error
 	)
 	if all {
+		// Everything the user was shown is marked, even what is still
+		// being committed (see Deliver).
+		if _, err = a.settle(ctx, uid); err != nil {
+			return 0, err
+		}
 		if n, err = a.Repo.MarkAllRead(ctx, uid); err != nil {
 			return 0, err
 		}
@@ -344,6 +385,17 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 		var res models.ReadResult
 		if res, err = a.Repo.MarkRead(ctx, uid, ids); err != nil {
 			return 0, err
+		}
+		if res.Updated < int64(len(ids)) { // some may be pushed, not yet committed
+			if busy, err := a.settle(ctx, uid); err != nil {
+				return 0, err
+			} else if busy {
+				more, err := a.Repo.MarkRead(ctx, uid, ids)
+				if err != nil {
+					return 0, err
+				}
+				res.Add(more)
+			}
 		}
 		n = res.Updated
 		if n < int64(len(ids)) { // the others may be broadcasts
@@ -369,6 +421,17 @@ func (a *App) Ack(ctx context.Context, uid uint64, ids []uint64) (int64, error) 
 	n, err := a.Repo.MarkAcked(ctx, uid, ids)
 	if err != nil {
 		return 0, err
+	}
+	if n < int64(len(ids)) { // some may be pushed, not yet committed
+		if busy, err := a.settle(ctx, uid); err != nil {
+			return 0, err
+		} else if busy {
+			more, err := a.Repo.MarkAcked(ctx, uid, ids)
+			if err != nil {
+				return 0, err
+			}
+			n += more
+		}
 	}
 
 	if n == 0 {

@@ -22,14 +22,20 @@ const unreadTTL = 24 * 3600
 // and bumps the user's version; a rebuild is cached only if the version
 // did not move since its SELECT and nothing is in flight.
 
-// deliverScript counts a new message when the hash exists (ARGV[2]=="1")
-// and returns {unread hash or {}, the user's instance → connections hash,
-// the user's cached broadcast counts, the broadcast generation}, so one
-// round trip serves the count, the routing and the unread frame.
+// deliverScript counts a new message when the hash exists (ARGV[2]=="1"),
+// moves the user's in-flight count by ARGV[3] ("1": raised before the
+// commit, by a delivery that pushes first; "-1": lowered after it) and
+// returns {unread hash or {}, the user's instance → connections hash, the
+// user's cached broadcast counts, the broadcast generation}, so one round
+// trip serves the count, the routing and the unread frame.
 // KEYS: unread, uconn, broadcast unread, broadcast generation, version,
 // in flight.
 var deliverScript = newLuaScript(`
 local out = {{}, {}, {}, 0}
+if ARGV[3] == '1' then
+  redis.call('INCR', KEYS[6])
+  redis.call('PEXPIRE', KEYS[6], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[2] == '1' then
     redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -39,7 +45,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('INCR', KEYS[5])
 redis.call('PEXPIRE', KEYS[5], 86400000)
-if redis.call('DECR', KEYS[6]) <= 0 then redis.call('DEL', KEYS[6]) end
+if ARGV[3] == '-1' and redis.call('DECR', KEYS[6]) <= 0 then redis.call('DEL', KEYS[6]) end
 out[2] = redis.call('HGETALL', KEYS[2])
 if #out[2] > 0 then
   out[3] = redis.call('HGETALL', KEYS[3])
@@ -54,6 +60,44 @@ func deliverKeys(uid uint64) []string {
 // inFlightTTL bounds an in-flight mark left by a worker that died: until
 // it expires the user's counts are computed from MySQL but not cached.
 const inFlightTTL = time.Minute
+
+// settleWait bounds how long settle waits: an in-flight mark left by a
+// dead worker lapses only after inFlightTTL.
+const settleWait = 2 * time.Second
+
+// inFlight reports whether uid has a delivery in flight.
+func (a *App) inFlight(ctx context.Context, uid uint64) (bool, error) {
+	n, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyInFlight(uid)).Build()).AsInt64()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read in-flight deliveries of %d: %w", uid, err)
+	}
+	return n > 0, nil
+}
+
+// settle waits until uid has no delivery in flight (pushed, perhaps not
+// yet committed), or settleWait passed. busy reports whether anything was
+// in flight when it was called.
+func (a *App) settle(ctx context.Context, uid uint64) (busy bool, err error) {
+	deadline := time.Now().Add(settleWait)
+	for wait := 500 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		if now, err := a.inFlight(ctx, uid); err != nil || !now {
+			return busy, err
+		}
+		busy = true
+		if time.Now().After(deadline) {
+			a.Log.Warn("deliveries still in flight, going on", "uid", uid, "waited", settleWait)
+			return busy, nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return busy, ctx.Err()
+		}
+	}
+}
 
 // markInFlight raises the in-flight count of every user in uids.
 func (a *App) markInFlight(ctx context.Context, uids []uint64) error {

@@ -80,7 +80,7 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 		t.Fatal("a rebuild was cached while a delivery was in flight")
 	}
 	// The delivery counts it (the hash is missing, so it is not added).
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1"}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1", "-1"}).Error(); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -97,7 +97,7 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 	}
 	id2 := a.IDs.Next()
 	_ = a.Repo.InsertMessages(ctx, []models.Message{{ID: id2, ToUID: uid, Kind: "mail", Body: "{}", Count: 1, SortKey: id2, CreatedAt: now, UpdatedAt: now}})
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"mail", "1"}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"mail", "1", "-1"}).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if u, _ := a.Unread(ctx, uid); u.Total != 2 || u.ByKind["mail"] != 1 {

@@ -518,3 +518,140 @@ func TestFailedShardBatchStoresNothing(t *testing.T) {
 		t.Fatalf("user %d has %d rows, want 40", good, n)
 	}
 }
+
+// commitHold holds up the commits of messages to uid without locking
+// anything of uid's: messages go to a blocker user too, whose shard sorts
+// first and whose table is locked, so the batch's transaction waits on its
+// first INSERT and uid's row is neither written nor locked meanwhile.
+type commitHold struct {
+	tb           testing.TB
+	uid, blocker uint64
+}
+
+func newCommitHold(tb testing.TB) *commitHold {
+	blocker := newUID()
+	for {
+		if uid := newUID(); uid%models.ShardCount > blocker%models.ShardCount {
+			return &commitHold{tb: tb, uid: uid, blocker: blocker}
+		}
+	}
+}
+
+// hold locks the blocker's shard until the returned func is called.
+func (h *commitHold) hold() (release func()) {
+	h.tb.Helper()
+	ctx := context.Background()
+	conn, err := testDB.Conn(ctx)
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "LOCK TABLES "+models.ShardTable(h.blocker)+" READ"); err != nil {
+		h.tb.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_, _ = conn.ExecContext(ctx, "UNLOCK TABLES")
+			conn.Close()
+		})
+	}
+	h.tb.Cleanup(release)
+	return release
+}
+
+// send posts one message to uid and the blocker and returns uid's id.
+func (h *commitHold) send(text string) string {
+	h.tb.Helper()
+	code, body := post(h.tb, "/internal/v1/messages", testIngestKey,
+		fmt.Sprintf(`{"to_uids":[%d,%d],"kind":"comment","body":{"text":%q}}`, h.blocker, h.uid, text))
+	if code != 202 {
+		h.tb.Fatalf("ingest = %d %v, want 202", code, body)
+	}
+	return body["ids"].([]any)[1].(string)
+}
+
+// A message is pushed before its shard commit. While the commit is held
+// up, an ack and a read of the pushed id, and a second device's replay,
+// must wait for it instead of missing the message.
+func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
+	h := newCommitHold(t)
+	uid := h.uid
+	ws := dialWS(t, uid)
+	ws.until("hello")
+	unlock := h.hold()
+	id := h.send("early")
+	if m := ws.until("msg"); m.str("id") != id {
+		t.Fatalf("msg = %v, want id %s", m, id)
+	}
+	if u := ws.until("unread"); u.num("total") != 1 || u.num("unacked") != 1 {
+		t.Fatalf("unread = %v, want total 1 unacked 1", u)
+	}
+	if n := countRows(t, uid); n != 0 {
+		t.Fatalf("%d rows stored while the shard was locked: the test did not hold the commit", n)
+	}
+	ws.send(fmt.Sprintf(`{"type":"ack","ids":[%q]}`, id))
+	phone := dialWS(t, uid) // a second device connects before the commit
+	if h := phone.until("hello"); h["unread"].(map[string]any)["total"].(float64) != 1 {
+		t.Fatalf("second device's hello = %v, want total 1", h)
+	}
+	time.AfterFunc(300*time.Millisecond, unlock)
+	if m := phone.until("msg"); m.str("id") != id || m["replay"] != true {
+		t.Fatalf("second device's first msg = %v, want the replay of %s", m, id)
+	}
+	if u := ws.until("unread"); u.num("total") != 1 || u.num("unacked") != 0 {
+		t.Fatalf("after the early ack = %v, want total 1 unacked 0", u)
+	}
+	waitRows(t, uid, 1)
+	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, id))
+	if u := ws.until("unread"); u.num("total") != 0 {
+		t.Fatalf("after read = %v, want total 0", u)
+	}
+
+	// Read-all sent while a pushed message is still uncommitted covers it.
+	unlock = h.hold()
+	id2 := h.send("late")
+	if m := ws.until("msg"); m.str("id") != id2 {
+		t.Fatalf("msg = %v, want id %s", m, id2)
+	}
+	ws.send(`{"type":"read","all":true}`)
+	time.AfterFunc(300*time.Millisecond, unlock)
+	for {
+		u := ws.until("unread")
+		if u.num("total") == 0 {
+			break
+		}
+	}
+	if total, _ := unreadOf(t, uid); total != 0 {
+		t.Fatalf("REST unread after read-all = %d, want 0", total)
+	}
+	var read bool
+	if err := testDB.QueryRow("SELECT is_read FROM "+models.ShardTable(uid)+" WHERE id = ?", mustParseID(t, id2)).Scan(&read); err != nil || !read {
+		t.Fatalf("the late message's row: read=%v err=%v, want read", read, err)
+	}
+
+	// So does a read of the pushed id.
+	unlock = h.hold()
+	id3 := h.send("later")
+	if m := ws.until("msg"); m.str("id") != id3 {
+		t.Fatalf("msg = %v, want id %s", m, id3)
+	}
+	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, id3))
+	time.AfterFunc(300*time.Millisecond, unlock)
+	for {
+		if u := ws.until("unread"); u.num("total") == 0 {
+			break
+		}
+	}
+	if total, _ := unreadOf(t, uid); total != 0 {
+		t.Fatalf("REST unread after reading the early id = %d, want 0", total)
+	}
+}
+
+func mustParseID(tb testing.TB, s string) uint64 {
+	tb.Helper()
+	id, ok := app.ParseID(s)
+	if !ok {
+		tb.Fatalf("bad id %q", s)
+	}
+	return id
+}
