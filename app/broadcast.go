@@ -290,6 +290,9 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 	return nil
 }
 
+// fanOutMemoMax bounds the distinct counts one fan-out remembers.
+const fanOutMemoMax = 4096
+
 // liveBroadcast is what an instance needs to fan a broadcast out: who
 // gets it, and how it changes their counts.
 type liveBroadcast struct {
@@ -305,13 +308,26 @@ type liveBroadcast struct {
 func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 	start := time.Now()
 	n := 0
+	// Most members were last told one of a few counts, so new unread
+	// frames are memoised by the old counts' JSON: one encoding (and one
+	// shared Unread) per distinct count, not per member.
+	memo := make(map[string]hub.Frame)
+	var scratch []byte
 	a.Hub.Each(func(c *hub.Client) {
 		if !c.InSegment(live.Segment) {
 			return
 		}
 		var ok bool
 		if u, known := c.State().(Unread); known && u.gen < live.Gen {
-			ok = c.Send(frame, unreadFrameOf(u.plus(live.Kind, live.Gen)))
+			scratch = appendUnreadFrame(scratch[:0], u)
+			f, hit := memo[string(scratch)]
+			if !hit {
+				f = unreadFrameOf(u.plus(live.Kind, live.Gen))
+				if len(memo) < fanOutMemoMax {
+					memo[string(scratch)] = f
+				}
+			}
+			ok = c.Send(frame, f)
 		} else {
 			ok = c.Send(frame)
 		}

@@ -426,3 +426,34 @@ func TestLiveBroadcastIsFollowedByCounts(t *testing.T) {
 		t.Fatalf("non-member got counts %v", got)
 	}
 }
+
+// Members told different counts each get their own new counts, and
+// members told the same counts get the same (the fan-out shares frames
+// between them).
+func TestBroadcastCountsPerMember(t *testing.T) {
+	seg := uniqueSegment("permember")
+	busy, quiet1, quiet2 := newUID(), newUID(), newUID()
+	b := dialWSGroups(t, wsURL, busy, seg)
+	q1 := dialWSGroups(t, wsURL, quiet1, seg)
+	q2 := dialWSGroups(t, wsURL, quiet2, seg)
+	send(t, busy, "comment", "personal")
+	b.until("msg")
+	b.until("unread")
+	for i := range int64(2) {
+		broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"per":`+fmt.Sprint(i)+`}}`)
+		for _, m := range []struct {
+			ws   *wsClient
+			uid  uint64
+			want int64
+		}{{b, busy, 2 + i}, {q1, quiet1, 1 + i}, {q2, quiet2, 1 + i}} {
+			m.ws.until("msg")
+			u := m.ws.next()
+			if bk, _ := u["by_kind"].(map[string]any); u.str("type") != "unread" || u.num("total") != m.want || bk["system"] != float64(i+1) {
+				t.Fatalf("user %d after broadcast %d: %v, want unread total %d with system %d", m.uid, i, u, m.want, i+1)
+			}
+			if total, _ := unreadOf(t, m.uid); total != m.want {
+				t.Fatalf("GET unread of %d after broadcast %d = %d, want %d", m.uid, i, total, m.want)
+			}
+		}
+	}
+}

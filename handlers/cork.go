@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+	"time"
 )
 
 // corkConn lets the WebSocket writer coalesce the frames of one batch into
@@ -20,6 +21,31 @@ type corkConn struct {
 	corked bool
 	buf    *[]byte
 	err    error
+	// wd is the write deadline in force. The WebSocket library sets the
+	// deadline before every frame; setting the same one again costs a
+	// runtime timer update per frame, so a repeat is skipped.
+	wd    time.Time
+	wdSet bool
+}
+
+// SetWriteDeadline implements net.Conn, skipping a repeat of the deadline
+// in force.
+func (c *corkConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wdSet && t.Equal(c.wd) {
+		return nil
+	}
+	c.wd, c.wdSet = t, true
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline implements net.Conn.
+func (c *corkConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wd, c.wdSet = t, true
+	return c.Conn.SetDeadline(t)
 }
 
 var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

@@ -85,3 +85,24 @@ func TestFailedWriteIsStickyAndEndsTheConnection(t *testing.T) {
 		t.Fatalf("the peer read a %d-byte message from a truncated stream", len(got))
 	}
 }
+
+// corkConn skips only a repeat of the write deadline in force: a new one,
+// earlier or later, always reaches the socket.
+func TestCorkConnDeadlineChangesTakeEffect(t *testing.T) {
+	cc, _ := wsPair(t)
+	future := time.Now().Add(time.Minute)
+	for range 2 { // the second is skipped
+		if err := cc.SetWriteDeadline(future); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cc.Write([]byte{0x81, 0}); err != nil { // an empty text frame
+		t.Fatalf("write before the deadline: %v", err)
+	}
+	if err := cc.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.Write([]byte{0x81, 0}); err == nil {
+		t.Fatal("write after a lapsed deadline succeeded: the new deadline was skipped")
+	}
+}

@@ -14,14 +14,20 @@ import (
 
 const writeWait = 10 * time.Second
 
-// wsWriter is the WebSocket side of hub.Writer.
+// wsWriter is the WebSocket side of hub.Writer. Used by one goroutine.
 type wsWriter struct {
 	conn *fws.Conn
 	cork *corkConn // nil when the listener is not ours
+	// deadline is reused until half of writeWait is left, so batches in a
+	// row set the same one (corkConn skips a repeat).
+	deadline time.Time
 }
 
-func (w wsWriter) Write(frames []hub.Frame) error {
-	_ = w.conn.SetWriteDeadline(time.Now().Add(writeWait))
+func (w *wsWriter) Write(frames []hub.Frame) error {
+	if now := time.Now(); w.deadline.Sub(now) < writeWait/2 {
+		w.deadline = now.Add(writeWait)
+	}
+	_ = w.conn.SetWriteDeadline(w.deadline)
 	if w.cork != nil && len(frames) > 1 {
 		w.cork.Cork()
 	}
@@ -52,14 +58,14 @@ func (w wsWriter) Write(frames []hub.Frame) error {
 	return nil
 }
 
-func (w wsWriter) Ping() error {
+func (w *wsWriter) Ping() error {
 	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
 }
 
 // Close sends the close frame and ends the read loop at once. fasthttp's
 // hijacked conn ignores Close, so the reader is woken by a deadline in the
 // past and the TCP connection is closed underneath.
-func (w wsWriter) Close(code int, reason string) {
+func (w *wsWriter) Close(code int, reason string) {
 	_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	_ = w.conn.SetReadDeadline(time.Now())
 	if w.cork != nil {
@@ -107,7 +113,7 @@ func wsHandler(s *Server) fiber.Handler {
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			_ = c.Run(wsWriter{conn: conn, cork: cork}, a.Cfg.Heartbeat)
+			_ = c.Run(&wsWriter{conn: conn, cork: cork}, a.Cfg.Heartbeat)
 		}()
 		idle := a.Cfg.Heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
