@@ -14,14 +14,14 @@ import (
 // counts) to every connection of their users, and stores them in their
 // shards. Pushing before the shard commit saves an online user the commit
 // in latency. What could look for a pushed message before its row exists
-// is covered by the user's in-flight mark, raised by the count and
-// lowered after the commit: a counter rebuild does not cache while it is
-// up, and a connect's replay, a read or ack of a pushed id and read-all
-// wait for it (see settle), so none misses a message the user was shown.
-// A failed or killed worker leaves the task to be retried; a retry (retry
-// is true) rebuilds the counters instead of adding, and pushes the same
-// ids again (clients dedupe by id). Collapsing messages store first: their
-// frame (id, count) comes from the upsert.
+// is covered by the message's in-flight mark, made by the count and
+// cleared after the commit: a counter rebuild does not cache while a mark
+// is up, and a connect's replay, an ack or read of a pushed id and
+// read-all wait for it (see settle), so none misses a message the user was
+// shown. A failed or killed worker leaves the task to be retried; a retry
+// (retry is true) rebuilds the counters instead of adding, and pushes the
+// same ids again (clients dedupe by id). Collapsing messages store first:
+// their frame (id, count) comes from the upsert.
 func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	var rows, collapsing []models.Message
 	for _, d := range ds {
@@ -51,32 +51,27 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		return nil
 	}
 	uids := make([]uint64, len(rows))
+	ids := make([]uint64, len(rows))
 	execs := make([]rueidis.LuaExec, len(rows))
 	incr := "1"
-	if retry { // the counters are rebuilt after the commit instead
+	if retry { // an earlier attempt may have counted: rebuild after the commit instead
 		incr = "0"
 	}
 	for i := range rows {
-		uids[i] = rows[i].ToUID
-		execs[i] = rueidis.LuaExec{Keys: deliverKeys(rows[i].ToUID), Args: []string{rows[i].Kind, incr, "1"}}
+		uids[i], ids[i] = rows[i].ToUID, rows[i].ID
+		execs[i] = rueidis.LuaExec{Keys: deliverKeys(rows[i].ToUID), Args: []string{rows[i].Kind, incr, "1", u64(rows[i].ID)}}
 	}
 	res := deliverScript.ExecMulti(ctx, a.Redis, execs...)
-	var marked []uint64
-	var failed error
-	for i, r := range res {
+	for _, r := range res {
 		if err := r.Error(); err != nil {
-			failed = err
-			continue
+			// Some scripts may have run (a timeout, say): undo for all.
+			a.undoCounts(ctx, uids, ids)
+			return fmt.Errorf("count deliveries: %w", err)
 		}
-		marked = append(marked, uids[i])
 	}
-	if failed != nil { // take back what was counted and marked
-		a.undoCounts(ctx, marked)
-		return fmt.Errorf("count deliveries: %w", failed)
-	}
-	var stale []int // online, but the counter cache had expired
+	var stale []int // online users whose new counts are sent after the commit
 	for i := range rows {
-		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, res[i])
+		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, res[i], !retry)
 		if err != nil {
 			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
 		}
@@ -88,17 +83,22 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		}
 	}
 	if err := a.shardWriter.Submit(ctx, rows...); err != nil {
-		a.undoCounts(ctx, uids)
+		if ctx.Err() != nil {
+			// The batch may still commit: keep counts and marks (they
+			// lapse); the retry rebuilds the counters.
+			return fmt.Errorf("store delivery: %w", err)
+		}
+		a.undoCounts(ctx, uids, ids)
 		return fmt.Errorf("store delivery: %w", err)
 	}
 	a.Metrics.Stored.Add(float64(len(rows)))
 	if retry {
 		if err := a.resetUnread(ctx, uids...); err != nil {
-			a.clearInFlight(ctx, uids)
+			a.clearInFlight(ctx, uids, ids)
 			return fmt.Errorf("reset counters: %w", err)
 		}
 	}
-	a.clearInFlight(ctx, uids)
+	a.clearInFlight(ctx, uids, ids)
 	for _, i := range stale {
 		if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
 			_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
@@ -108,29 +108,27 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 }
 
 // undoCounts drops the counter caches of uids (counted for messages that
-// were not stored; the next read rebuilds them from MySQL) and clears
-// their in-flight marks.
-func (a *App) undoCounts(ctx context.Context, uids []uint64) {
-	if len(uids) == 0 {
-		return
-	}
+// were not stored; the next read rebuilds them from MySQL) and clears the
+// messages' in-flight marks.
+func (a *App) undoCounts(ctx context.Context, uids, ids []uint64) {
 	ctx = context.WithoutCancel(ctx)
 	if err := a.resetUnread(ctx, uids...); err != nil {
 		a.Log.Warn("reset counters after a failed delivery", "err", err) // they heal within unreadTTL
 	}
-	a.clearInFlight(ctx, uids)
+	a.clearInFlight(ctx, uids, ids)
 }
 
 // deliverCollapsed stores m through the collapse upsert, then counts it
 // (only if it made a new message) and pushes the resulting message: for a
 // merge that is the existing id with its new count.
 func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool) error {
-	if err := a.markInFlight(ctx, []uint64{m.ToUID}); err != nil {
+	uids, ids := []uint64{m.ToUID}, []uint64{m.ID}
+	if err := a.markInFlight(ctx, uids, ids); err != nil {
 		return err
 	}
 	row, err := a.Repo.UpsertCollapsed(ctx, m)
 	if err != nil {
-		a.clearInFlight(ctx, []uint64{m.ToUID})
+		a.clearInFlight(ctx, uids, ids)
 		return err
 	}
 	incr := "1"
@@ -142,13 +140,16 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 	}
 	if retry {
 		if err := a.resetUnread(ctx, m.ToUID); err != nil {
-			a.clearInFlight(ctx, []uint64{m.ToUID})
+			a.clearInFlight(ctx, uids, ids)
 			return fmt.Errorf("reset counters: %w", err)
 		}
 		incr = "0"
 	}
-	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr, "-1"})
-	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, res)
+	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr, "-1", u64(m.ID)})
+	if res.Error() != nil {
+		a.clearInFlight(ctx, uids, ids) // the script may not have run
+	}
+	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, res, true)
 	if online {
 		a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
 	}
@@ -163,10 +164,10 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 	return nil
 }
 
-// pushCounts pushes frames (if any) and then the user's new counts after
-// the deliver script ran. online reports whether the user had any
-// connection, counted whether an unread frame went out.
-func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, res rueidis.RedisResult) (online, counted bool, err error) {
+// pushCounts pushes frames (if any) and then, withCounts, the user's new
+// counts after the deliver script ran. online reports whether the user
+// had any connection, counted whether an unread frame went out.
+func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, res rueidis.RedisResult, withCounts bool) (online, counted bool, err error) {
 	parts, err := res.ToArray()
 	if err != nil || len(parts) != 4 {
 		return false, false, fmt.Errorf("deliver script for %d: %v", uid, err)
@@ -175,7 +176,7 @@ func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, re
 	if err != nil || len(inst) == 0 {
 		return false, false, err
 	}
-	if h, err := parts[0].AsIntMap(); err == nil && len(h) > 0 {
+	if h, err := parts[0].AsIntMap(); withCounts && err == nil && len(h) > 0 {
 		u := unreadFromHash(h)
 		b, _ := parts[2].AsIntMap()
 		gen, _ := parts[3].AsInt64()

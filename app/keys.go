@@ -93,11 +93,12 @@ func keyFanoutDone(id uint64) string { return keyPrefix + "bfan:done:" + u64(id)
 // older than the user's first visit are not in their history.
 func keyBroadcastFirst(uid uint64) string { return keyPrefix + "bfirst:" + u64(uid) }
 
-// keyUnreadVersion counts deliveries counted for a user; keyInFlight
-// counts the user's deliveries between "about to commit" and "counted".
-// Together they keep a counter rebuild from racing a delivery.
+// keyUnreadVersion moves with every count change and delivery of a user;
+// keyInFlight is a sorted set of the user's message ids counted or pushed
+// but not yet committed (score: when the mark lapses, unix ms). Together
+// they keep a counter rebuild from racing a delivery.
 func keyUnreadVersion(uid uint64) string { return keyPrefix + "uver:" + u64(uid) }
-func keyInFlight(uid uint64) string      { return keyPrefix + "infl:" + u64(uid) }
+func keyInFlight(uid uint64) string      { return keyPrefix + "flying:" + u64(uid) }
 
 // keyOccurrence claims one run of a recurring broadcast for one minute.
 func keyOccurrence(tmpl uint64, minute int64) string {

@@ -85,17 +85,15 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		a.touchSeen(ctx, id.UID)
 		a.Metrics.Connects.Inc()
 	}
-	busy, err := a.inFlight(ctx, id.UID)
+	flying, err := a.flying(ctx, id.UID, nil)
 	if err != nil {
 		return fail(err)
 	}
-	if busy {
+	if len(flying) > 0 {
 		// A message pushed to this user before the connection registered
 		// may not be committed yet (see Deliver). Replay once it is,
 		// without holding up hello; live messages wait meanwhile.
-		a.wg.Add(1)
 		go func() {
-			defer a.wg.Done()
 			ctx, cancel := context.WithTimeout(a.ctx, settleWait+10*time.Second)
 			defer cancel()
 			replayed, err := a.settledReplay(ctx, c, opt.LastEventID)
@@ -105,7 +103,11 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 				return
 			}
 			c.EndReplay(replayed)
-			connected(ctx)
+			select {
+			case <-c.Done(): // gone meanwhile: not a visit
+			default:
+				connected(ctx)
+			}
 		}()
 		return c, nil
 	}
@@ -121,12 +123,18 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	return c, nil
 }
 
-// settledReplay replays everything (no count-based skipping) once uid has
-// no delivery in flight.
+// settledReplay waits for the deliveries to c's user in flight now, sends
+// fresh counts (ones taken before could miss a message that was not yet
+// counted) and replays everything (no count-based skipping).
 func (a *App) settledReplay(ctx context.Context, c *hub.Client, lastEventID uint64) (map[string]struct{}, error) {
 	if _, err := a.settle(ctx, c.UID); err != nil {
 		return nil, err
 	}
+	u, err := a.Unread(ctx, c.UID)
+	if err != nil {
+		return nil, err
+	}
+	c.SendDirect(unreadFrameOf(u))
 	return a.replay(ctx, c, lastEventID, replaySkip{})
 }
 
@@ -305,11 +313,7 @@ func (a *App) HandleFrame(ctx context.Context, c *hub.Client, data []byte) {
 			_, err = a.Read(ctx, c.UID, ids, f.All)
 		}
 	case "sync":
-		var u Unread
-		if u, err = a.Unread(ctx, c.UID); err == nil {
-			c.SendDirect(unreadFrameOf(u))
-			_, err = a.settledReplay(ctx, c, 0)
-		}
+		_, err = a.settledReplay(ctx, c, 0)
 	case "":
 		err = Invalid("frame has no type")
 	default:
@@ -383,19 +387,11 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 		u, err = a.personalUnread(ctx, uid)
 	} else {
 		var res models.ReadResult
-		if res, err = a.Repo.MarkRead(ctx, uid, ids); err != nil {
+		if _, err = a.settle(ctx, uid, ids...); err != nil { // pushed, perhaps not committed
 			return 0, err
 		}
-		if res.Updated < int64(len(ids)) { // some may be pushed, not yet committed
-			if busy, err := a.settle(ctx, uid); err != nil {
-				return 0, err
-			} else if busy {
-				more, err := a.Repo.MarkRead(ctx, uid, ids)
-				if err != nil {
-					return 0, err
-				}
-				res.Add(more)
-			}
+		if res, err = a.Repo.MarkRead(ctx, uid, ids); err != nil {
+			return 0, err
 		}
 		n = res.Updated
 		if n < int64(len(ids)) { // the others may be broadcasts
@@ -418,20 +414,12 @@ func (a *App) Read(ctx context.Context, uid uint64, ids []uint64, all bool) (int
 
 // Ack records that uid's client received ids and pushes the new counts.
 func (a *App) Ack(ctx context.Context, uid uint64, ids []uint64) (int64, error) {
+	if _, err := a.settle(ctx, uid, ids...); err != nil { // pushed, perhaps not committed
+		return 0, err
+	}
 	n, err := a.Repo.MarkAcked(ctx, uid, ids)
 	if err != nil {
 		return 0, err
-	}
-	if n < int64(len(ids)) { // some may be pushed, not yet committed
-		if busy, err := a.settle(ctx, uid); err != nil {
-			return 0, err
-		} else if busy {
-			more, err := a.Repo.MarkAcked(ctx, uid, ids)
-			if err != nil {
-				return 0, err
-			}
-			n += more
-		}
 	}
 
 	if n == 0 {

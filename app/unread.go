@@ -17,23 +17,33 @@ const unreadTTL = 24 * 3600
 // The unread hash is a cache of the shard: it is only changed while it
 // exists, and a missing hash is rebuilt from MySQL. A rebuild must not
 // race a delivery (its SELECT could see a row the delivery then counts
-// again, or miss one the delivery skipped counting): a delivery raises the
-// user's in-flight count before it commits and, when it counts, lowers it
-// and bumps the user's version; a rebuild is cached only if the version
-// did not move since its SELECT and nothing is in flight.
+// again, or miss one the delivery counts before committing): a delivery
+// marks its message id in flight before it counts and commits, bumps the
+// user's version when it counts and again when it clears the mark after
+// the commit; a rebuild is cached only if the version did not move since
+// its SELECT and nothing is in flight. A mark is a member of a sorted set
+// scored by when it lapses (inFlightTTL), so a mark left by a dead worker
+// lapses on its own, and clearing (ZREM) can be repeated safely.
+
+// luaNow is Lua for the Redis server's time in unix ms, the clock every
+// in-flight mark is scored against.
+const luaNow = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)
+`
 
 // deliverScript counts a new message when the hash exists (ARGV[2]=="1"),
-// moves the user's in-flight count by ARGV[3] ("1": raised before the
-// commit, by a delivery that pushes first; "-1": lowered after it) and
-// returns {unread hash or {}, the user's instance → connections hash, the
-// user's cached broadcast counts, the broadcast generation}, so one round
-// trip serves the count, the routing and the unread frame.
+// marks message id ARGV[4] in flight (ARGV[3]=="1": a delivery that
+// counts and pushes before it commits) or clears that mark (ARGV[3]=="-1":
+// one that committed first), and returns {unread hash or {}, the user's
+// instance → connections hash, the user's cached broadcast counts, the
+// broadcast generation}, so one round trip serves the mark, the count, the
+// routing and the unread frame. Marking and reading the connections in
+// one script is what lets a connect rely on settle (see Connect).
 // KEYS: unread, uconn, broadcast unread, broadcast generation, version,
 // in flight.
-var deliverScript = newLuaScript(`
+var deliverScript = newLuaScript(luaNow + `
 local out = {{}, {}, {}, 0}
 if ARGV[3] == '1' then
-  redis.call('INCR', KEYS[6])
+  redis.call('ZADD', KEYS[6], now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, ARGV[4])
   redis.call('PEXPIRE', KEYS[6], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -45,7 +55,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('INCR', KEYS[5])
 redis.call('PEXPIRE', KEYS[5], 86400000)
-if ARGV[3] == '-1' and redis.call('DECR', KEYS[6]) <= 0 then redis.call('DEL', KEYS[6]) end
+if ARGV[3] == '-1' then redis.call('ZREM', KEYS[6], ARGV[4]) end
 out[2] = redis.call('HGETALL', KEYS[2])
 if #out[2] > 0 then
   out[3] = redis.call('HGETALL', KEYS[3])
@@ -58,37 +68,60 @@ func deliverKeys(uid uint64) []string {
 }
 
 // inFlightTTL bounds an in-flight mark left by a worker that died: until
-// it expires the user's counts are computed from MySQL but not cached.
+// it lapses the user's counts are computed from MySQL but not cached, and
+// reads of the user wait for it up to settleWait.
 const inFlightTTL = time.Minute
 
-// settleWait bounds how long settle waits: an in-flight mark left by a
-// dead worker lapses only after inFlightTTL.
+// settleWait bounds how long settle waits for marks to clear.
 const settleWait = 2 * time.Second
 
-// inFlight reports whether uid has a delivery in flight.
-func (a *App) inFlight(ctx context.Context, uid uint64) (bool, error) {
-	n, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyInFlight(uid)).Build()).AsInt64()
-	if rueidis.IsRedisNil(err) {
-		return false, nil
-	}
+// maxSettleIDs caps the marks one settle waits for.
+const maxSettleIDs = 100
+
+// flyingScript returns which of ARGV (message ids; all of the user's when
+// none are given, at most maxSettleIDs) are in flight now. KEYS: in flight.
+var flyingScript = newLuaScript(luaNow + `
+if #ARGV == 0 then
+  return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'LIMIT', 0, ` + strconv.Itoa(maxSettleIDs) + `)
+end
+local out = {}
+local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV))
+for i, sc in ipairs(scores) do
+  if sc and tonumber(sc) > now then out[#out + 1] = ARGV[i] end
+end
+return out`)
+
+// flying returns which of ids (all of uid's when ids is empty) are in
+// flight: pushed or counted, not yet committed.
+func (a *App) flying(ctx context.Context, uid uint64, ids []string) ([]string, error) {
+	out, err := flyingScript.Exec(ctx, a.Redis, []string{keyInFlight(uid)}, ids).AsStrSlice()
 	if err != nil {
-		return false, fmt.Errorf("read in-flight deliveries of %d: %w", uid, err)
+		return nil, fmt.Errorf("read in-flight deliveries of %d: %w", uid, err)
 	}
-	return n > 0, nil
+	return out, nil
 }
 
-// settle waits until uid has no delivery in flight (pushed, perhaps not
-// yet committed), or settleWait passed. busy reports whether anything was
-// in flight when it was called.
-func (a *App) settle(ctx context.Context, uid uint64) (busy bool, err error) {
+// settle waits until the given message ids of uid (all of uid's in flight
+// now when ids is empty) are committed, or settleWait passed. Marks added
+// later are not waited for, so a user receiving a steady stream is not
+// held up. busy reports whether there was anything to wait for.
+func (a *App) settle(ctx context.Context, uid uint64, ids ...uint64) (busy bool, err error) {
+	var want []string
+	if len(ids) > 0 {
+		want = make([]string, 0, min(len(ids), maxSettleIDs))
+		for _, id := range ids[:min(len(ids), maxSettleIDs)] {
+			want = append(want, u64(id))
+		}
+	}
 	deadline := time.Now().Add(settleWait)
 	for wait := 500 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
-		if now, err := a.inFlight(ctx, uid); err != nil || !now {
+		left, err := a.flying(ctx, uid, want)
+		if err != nil || len(left) == 0 {
 			return busy, err
 		}
-		busy = true
+		busy, want = true, left
 		if time.Now().After(deadline) {
-			a.Log.Warn("deliveries still in flight, going on", "uid", uid, "waited", settleWait)
+			a.Log.Warn("deliveries still in flight, going on", "uid", uid, "ids", len(left), "waited", settleWait)
 			return busy, nil
 		}
 		select {
@@ -99,33 +132,51 @@ func (a *App) settle(ctx context.Context, uid uint64) (busy bool, err error) {
 	}
 }
 
-// markInFlight raises the in-flight count of every user in uids.
-func (a *App) markInFlight(ctx context.Context, uids []uint64) error {
-	cmds := make(rueidis.Commands, 0, 2*len(uids))
-	for _, u := range uids {
-		cmds = append(cmds, a.Redis.B().Incr().Key(keyInFlight(u)).Build(),
-			a.Redis.B().Pexpire().Key(keyInFlight(u)).Milliseconds(inFlightTTL.Milliseconds()).Build())
+// markInFlight marks message ids[i] of uids[i] in flight.
+func (a *App) markInFlight(ctx context.Context, uids, ids []uint64) error {
+	execs := make([]rueidis.LuaExec, len(uids))
+	for i, u := range uids {
+		execs[i] = rueidis.LuaExec{Keys: []string{keyInFlight(u)}, Args: []string{u64(ids[i])}}
 	}
-	for _, r := range a.Redis.DoMulti(ctx, cmds...) {
+	for _, r := range markScript.ExecMulti(ctx, a.Redis, execs...) {
 		if err := r.Error(); err != nil {
+			a.clearInFlight(ctx, uids, ids)
 			return fmt.Errorf("mark deliveries in flight: %w", err)
 		}
 	}
 	return nil
 }
 
-// clearInFlight lowers the in-flight counts after a delivery that failed
-// before counting (never below zero: a lapsed mark is gone already).
-func (a *App) clearInFlight(ctx context.Context, uids []uint64) {
-	execs := make([]rueidis.LuaExec, len(uids))
+// markScript: KEYS: in flight. ARGV: message id.
+var markScript = newLuaScript(luaNow + `
+redis.call('ZADD', KEYS[1], now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
+return 1`)
+
+// clearInFlight clears the marks of message ids[i] of uids[i] (marks
+// that lapsed or were never made are no-ops) and bumps each user's
+// version, so a rebuild whose SELECT ran before the commit is not cached.
+func (a *App) clearInFlight(ctx context.Context, uids, ids []uint64) {
+	byUser := make(map[uint64][]string, len(uids))
 	for i, u := range uids {
-		execs[i] = rueidis.LuaExec{Keys: []string{keyInFlight(u)}}
+		byUser[u] = append(byUser[u], u64(ids[i]))
 	}
-	clearScript.ExecMulti(context.WithoutCancel(ctx), a.Redis, execs...)
+	execs := make([]rueidis.LuaExec, 0, len(byUser))
+	for u, ms := range byUser {
+		execs = append(execs, rueidis.LuaExec{Keys: []string{keyInFlight(u), keyUnreadVersion(u)}, Args: ms})
+	}
+	for _, r := range clearScript.ExecMulti(context.WithoutCancel(ctx), a.Redis, execs...) {
+		if err := r.Error(); err != nil {
+			a.Log.Warn("clear in-flight marks", "err", err) // they lapse after inFlightTTL
+		}
+	}
 }
 
+// clearScript: KEYS: in flight, version. ARGV: message ids.
 var clearScript = newLuaScript(`
-if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+redis.call('ZREM', KEYS[1], unpack(ARGV))
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], 86400000)
 return 1`)
 
 // adjustScript adds the ARGV pairs (field, delta) to an existing hash and
@@ -143,10 +194,10 @@ return redis.call('HGETALL', KEYS[1])`)
 // delivery moved (see above), and returns what is there ({} if nothing:
 // the caller then uses its own rebuild). KEYS: unread, version, in
 // flight. ARGV: the version read before the SELECT, then field, value...
-var fillScript = newLuaScript(`
+var fillScript = newLuaScript(luaNow + `
 local v0 = table.remove(ARGV, 1)
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  if (redis.call('GET', KEYS[2]) or '0') ~= v0 or tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then
+  if (redis.call('GET', KEYS[2]) or '0') ~= v0 or redis.call('ZCOUNT', KEYS[3], now, '+inf') > 0 then
     return {}
   end
   redis.call('HSET', KEYS[1], unpack(ARGV))

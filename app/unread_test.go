@@ -63,11 +63,11 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
 	const uid = 4242
-	if err := a.markInFlight(ctx, []uint64{uid}); err != nil {
+	id := a.IDs.Next()
+	if err := a.markInFlight(ctx, []uint64{uid}, []uint64{id}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	id := a.IDs.Next()
 	if err := a.Repo.InsertMessages(ctx, []models.Message{{ID: id, ToUID: uid, Kind: "comment", Body: "{}", Count: 1, SortKey: id, CreatedAt: now, UpdatedAt: now}}); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 		t.Fatal("a rebuild was cached while a delivery was in flight")
 	}
 	// The delivery counts it (the hash is missing, so it is not added).
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1", "-1"}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1", "-1", u64(id)}).Error(); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -92,15 +92,85 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 		t.Fatal("the rebuild after the delivery was not cached")
 	}
 	// The next delivery is counted on the cached hash.
-	if err := a.markInFlight(ctx, []uint64{uid}); err != nil {
+	id2 := a.IDs.Next()
+	if err := a.markInFlight(ctx, []uint64{uid}, []uint64{id2}); err != nil {
 		t.Fatal(err)
 	}
-	id2 := a.IDs.Next()
 	_ = a.Repo.InsertMessages(ctx, []models.Message{{ID: id2, ToUID: uid, Kind: "mail", Body: "{}", Count: 1, SortKey: id2, CreatedAt: now, UpdatedAt: now}})
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"mail", "1", "-1"}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"mail", "1", "-1", u64(id2)}).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if u, _ := a.Unread(ctx, uid); u.Total != 2 || u.ByKind["mail"] != 1 {
 		t.Fatalf("Unread = %+v, want total 2 with one mail", u)
+	}
+}
+
+// A delivery that counts before it commits: a rebuild whose SELECT ran
+// before the commit must not be cached, even when the mark is cleared
+// before the rebuild stores its result.
+func TestRebuildDoesNotRaceACountFirstDelivery(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const uid = 4343
+	id := a.IDs.Next()
+	// The hash is missing, so the script marks but cannot count.
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1", "1", u64(id)}).Error(); err != nil {
+		t.Fatal(err)
+	}
+	v0, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyUnreadVersion(uid)).Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A rebuild reads version v0 and counts MySQL (nothing yet) ...
+	now := time.Now().UTC()
+	if err := a.Repo.InsertMessages(ctx, []models.Message{{ID: id, ToUID: uid, Kind: "comment", Body: "{}", Count: 1, SortKey: id, CreatedAt: now, UpdatedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	a.clearInFlight(ctx, []uint64{uid}, []uint64{id}) // ... the delivery commits and clears ...
+	// ... and only then tries to store its stale zero.
+	h, err := fillScript.Exec(ctx, a.Redis, []string{keyUnread(uid), keyUnreadVersion(uid), keyInFlight(uid)},
+		[]string{v0, fieldExists, "1", fieldUnacked, "0"}).AsIntMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 0 {
+		t.Fatalf("a rebuild from before the commit was cached: %v", h)
+	}
+	if u, err := a.Unread(ctx, uid); err != nil || u.Total != 1 {
+		t.Fatalf("Unread = %+v, %v; want total 1", u, err)
+	}
+}
+
+// A mark left by a dead worker lapses on its own: reads stop waiting for
+// it and rebuilds are cached again, however busy the user stays.
+func TestLapsedMarkIsIgnored(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const uid = 4444
+	past := float64(time.Now().Add(-time.Second).UnixMilli())
+	if err := a.Redis.Do(ctx, a.Redis.B().Zadd().Key(keyInFlight(uid)).ScoreMember().ScoreMember(past, "123").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := a.IDs.Next()
+	if err := a.markInFlight(ctx, []uint64{uid}, []uint64{fresh}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.flying(ctx, uid, nil)
+	if err != nil || len(got) != 1 || got[0] != u64(fresh) {
+		t.Fatalf("flying = %v, %v; want only the fresh mark %d", got, err, fresh)
+	}
+	a.clearInFlight(ctx, []uint64{uid}, []uint64{fresh})
+	start := time.Now()
+	if busy, err := a.settle(ctx, uid); err != nil || busy {
+		t.Fatalf("settle = %v, %v; want nothing to wait for", busy, err)
+	}
+	if time.Since(start) > settleWait/2 {
+		t.Fatal("settle waited for a lapsed mark")
+	}
+	if _, err := a.Unread(ctx, uid); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := a.Redis.Do(ctx, a.Redis.B().Exists().Key(keyUnread(uid)).Build()).AsInt64(); n != 1 {
+		t.Fatal("a lapsed mark kept the rebuild from being cached")
 	}
 }

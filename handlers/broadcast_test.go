@@ -429,30 +429,63 @@ func TestLiveBroadcastIsFollowedByCounts(t *testing.T) {
 
 // Members told different counts each get their own new counts, and
 // members told the same counts get the same (the fan-out shares frames
-// between them).
+// between them): counts differing only by kind, or only by unacked, must
+// not be mixed up.
 func TestBroadcastCountsPerMember(t *testing.T) {
 	seg := uniqueSegment("permember")
-	busy, quiet1, quiet2 := newUID(), newUID(), newUID()
-	b := dialWSGroups(t, wsURL, busy, seg)
-	q1 := dialWSGroups(t, wsURL, quiet1, seg)
-	q2 := dialWSGroups(t, wsURL, quiet2, seg)
-	send(t, busy, "comment", "personal")
-	b.until("msg")
-	b.until("unread")
+	type member struct {
+		uid       uint64
+		ws        *wsClient
+		total     int64
+		byKind    map[string]float64
+		unacked   int64
+		name, ack string
+	}
+	ms := []*member{
+		{name: "comment", total: 1, byKind: map[string]float64{"comment": 1}, unacked: 1},
+		{name: "mail", total: 1, byKind: map[string]float64{"mail": 1}, unacked: 1},
+		{name: "comment acked", total: 1, byKind: map[string]float64{"comment": 1}, unacked: 0, ack: "comment"},
+		{name: "quiet", byKind: map[string]float64{}},
+		{name: "quiet too", byKind: map[string]float64{}},
+	}
+	for _, m := range ms {
+		m.uid = newUID()
+		m.ws = dialWSGroups(t, wsURL, m.uid, seg)
+		if m.total > 0 {
+			kind := "comment"
+			if m.byKind["mail"] > 0 {
+				kind = "mail"
+			}
+			id := send(t, m.uid, kind, "personal")
+			m.ws.until("msg")
+			m.ws.until("unread")
+			if m.ack != "" {
+				m.ws.send(fmt.Sprintf(`{"type":"ack","ids":[%q]}`, id))
+				if u := m.ws.until("unread"); u.num("unacked") != 0 {
+					t.Fatalf("%s: after ack %v", m.name, u)
+				}
+			}
+		}
+	}
 	for i := range int64(2) {
 		broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"per":`+fmt.Sprint(i)+`}}`)
-		for _, m := range []struct {
-			ws   *wsClient
-			uid  uint64
-			want int64
-		}{{b, busy, 2 + i}, {q1, quiet1, 1 + i}, {q2, quiet2, 1 + i}} {
+		for _, m := range ms {
 			m.ws.until("msg")
 			u := m.ws.next()
-			if bk, _ := u["by_kind"].(map[string]any); u.str("type") != "unread" || u.num("total") != m.want || bk["system"] != float64(i+1) {
-				t.Fatalf("user %d after broadcast %d: %v, want unread total %d with system %d", m.uid, i, u, m.want, i+1)
+			want := map[string]float64{"system": float64(i + 1)}
+			for k, v := range m.byKind {
+				want[k] = v
 			}
-			if total, _ := unreadOf(t, m.uid); total != m.want {
-				t.Fatalf("GET unread of %d after broadcast %d = %d, want %d", m.uid, i, total, m.want)
+			bk, _ := u["by_kind"].(map[string]any)
+			ok := u.str("type") == "unread" && u.num("total") == m.total+i+1 && u.num("unacked") == m.unacked && len(bk) == len(want)
+			for k, v := range want {
+				ok = ok && bk[k] == v
+			}
+			if !ok {
+				t.Fatalf("%s after broadcast %d: %v, want total %d, by_kind %v, unacked %d", m.name, i, u, m.total+i+1, want, m.unacked)
+			}
+			if total, _ := unreadOf(t, m.uid); total != m.total+i+1 {
+				t.Fatalf("%s: GET unread after broadcast %d = %d, want %d", m.name, i, total, m.total+i+1)
 			}
 		}
 	}

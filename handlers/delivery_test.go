@@ -613,6 +613,9 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 	if m := ws.until("msg"); m.str("id") != id2 {
 		t.Fatalf("msg = %v, want id %s", m, id2)
 	}
+	if n := countRows(t, uid); n != 1 {
+		t.Fatalf("%d rows stored while the commit was held, want 1 (the first)", n)
+	}
 	ws.send(`{"type":"read","all":true}`)
 	time.AfterFunc(300*time.Millisecond, unlock)
 	for {
@@ -634,6 +637,9 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 	id3 := h.send("later")
 	if m := ws.until("msg"); m.str("id") != id3 {
 		t.Fatalf("msg = %v, want id %s", m, id3)
+	}
+	if n := countRows(t, uid); n != 2 {
+		t.Fatalf("%d rows stored while the commit was held, want 2", n)
 	}
 	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, id3))
 	time.AfterFunc(300*time.Millisecond, unlock)

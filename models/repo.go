@@ -191,15 +191,6 @@ type ReadResult struct {
 	Unacked int64            // of those, how many were not acknowledged
 }
 
-// Add folds another read's result into r.
-func (r *ReadResult) Add(o ReadResult) {
-	r.Updated += o.Updated
-	r.Unacked += o.Unacked
-	for k, n := range o.ByKind {
-		r.ByKind[k] += n
-	}
-}
-
 // MarkRead marks uid's messages ids read (and acknowledged). Ids that are
 // not uid's, or already read, are left alone and not counted.
 func (r *Repo) MarkRead(ctx context.Context, uid uint64, ids []uint64) (ReadResult, error) {

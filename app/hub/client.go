@@ -114,6 +114,11 @@ func (c *Client) Send(frames ...Frame) bool {
 		return false
 	}
 	if c.replaying {
+		if len(c.pending)+len(frames) > maxQueuedFrames {
+			c.mu.Unlock()
+			c.Close(CloseTryLater, "slow consumer")
+			return false
+		}
 		c.pending = append(c.pending, frames...)
 		c.mu.Unlock()
 		return true
@@ -200,8 +205,14 @@ func (c *Client) enqueueLocked(frames []Frame) bool {
 func (c *Client) EndReplay(replayed map[string]struct{}) {
 	c.mu.Lock()
 	c.replaying = false
-	if len(replayed) > 0 {
-		c.replayed, c.forgetAt = replayed, time.Now().Add(replayMemory)
+	if len(replayed) > 0 { // added to, not replaced: a sync may have replayed meanwhile
+		if c.replayed == nil || time.Now().After(c.forgetAt) {
+			c.replayed = make(map[string]struct{}, len(replayed))
+		}
+		for k := range replayed {
+			c.replayed[k] = struct{}{}
+		}
+		c.forgetAt = time.Now().Add(replayMemory)
 	}
 	held := c.pending
 	c.pending = nil
