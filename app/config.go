@@ -38,7 +38,7 @@ type Config struct {
 	// IngestLinger is how long, under load, concurrent ingest calls are
 	// held to share one queue task (bigger tasks, fewer Redis round trips
 	// and commits per message). Only while the previous task held four
-	// calls or more, so a lone message is not delayed. Zero means 2ms;
+	// calls or more, so a lone message is not delayed. Zero means 1ms;
 	// negative turns it off. Env PUSHDESK_INGEST_LINGER ("0" is off).
 	IngestLinger time.Duration
 	// QueuePoll is how often an idle asynq worker polls its queues.
@@ -165,7 +165,7 @@ func (c *Config) fillDefaults() {
 		c.WorkerLoops = 4
 	}
 	if c.IngestLinger == 0 {
-		c.IngestLinger = 2 * time.Millisecond
+		c.IngestLinger = time.Millisecond
 	}
 	if c.QueuePoll <= 0 {
 		c.QueuePoll = 2 * time.Millisecond

@@ -42,7 +42,7 @@ func TestConfigIngestLinger(t *testing.T) {
 	for _, tc := range []struct {
 		env  string
 		want time.Duration
-	}{{"", 2 * time.Millisecond}, {"5ms", 5 * time.Millisecond}, {"0", -1}} {
+	}{{"", time.Millisecond}, {"5ms", 5 * time.Millisecond}, {"0", -1}} {
 		t.Setenv("PUSHDESK_INGEST_LINGER", tc.env)
 		c, err := ConfigFromEnv()
 		c.fillDefaults()
