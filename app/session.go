@@ -444,6 +444,10 @@ type MessagePage struct {
 // ListMessages returns uid's messages and broadcasts newest first, before
 // the message `before` when given.
 func (a *App) ListMessages(ctx context.Context, uid uint64, unreadOnly bool, before string, limit int) (*MessagePage, error) {
+	// A message already pushed is listed, even while its commit runs.
+	if _, err := a.settle(ctx, uid); err != nil {
+		return nil, err
+	}
 	q := models.ListQuery{UID: uid, UnreadOnly: unreadOnly, Limit: limit + 1}
 	if before != "" {
 		id, ok := ParseID(before)

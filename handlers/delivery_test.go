@@ -590,6 +590,16 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 		t.Fatalf("%d rows stored while the shard was locked: the test did not hold the commit", n)
 	}
 	ws.send(fmt.Sprintf(`{"type":"ack","ids":[%q]}`, id))
+	listed := make(chan string, 1) // the REST listing, asked before the commit
+	go func() {
+		first := "(request failed)"
+		defer func() { listed <- first }() // also when do gives up on the test
+		_, body := do(t, http.MethodGet, "/api/v1/me/messages?unread=true", mint(t, uid), "")
+		first = ""
+		if msgs, _ := body["messages"].([]any); len(msgs) > 0 {
+			first, _ = msgs[0].(map[string]any)["id"].(string)
+		}
+	}()
 	phone := dialWS(t, uid) // a second device connects before the commit
 	if h := phone.until("hello"); h["unread"].(map[string]any)["total"].(float64) != 1 {
 		t.Fatalf("second device's hello = %v, want total 1", h)
@@ -600,6 +610,9 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 	}
 	if u := ws.until("unread"); u.num("total") != 1 || u.num("unacked") != 0 {
 		t.Fatalf("after the early ack = %v, want total 1 unacked 0", u)
+	}
+	if first := <-listed; first != id {
+		t.Fatalf("GET messages asked before the commit listed %q first, want %s", first, id)
 	}
 	waitRows(t, uid, 1)
 	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, id))
