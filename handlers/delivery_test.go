@@ -559,6 +559,22 @@ func (h *commitHold) hold() (release func()) {
 	return release
 }
 
+// pushHeld holds the commit, sends text and waits until ws has it, while
+// uid's shard still holds only stored rows. It returns the message's id
+// and the release.
+func (h *commitHold) pushHeld(ws *wsClient, text string, stored int) (string, func()) {
+	h.tb.Helper()
+	release := h.hold()
+	id := h.send(text)
+	if m := ws.until("msg"); m.str("id") != id {
+		h.tb.Fatalf("msg = %v, want id %s", m, id)
+	}
+	if n := countRows(h.tb, h.uid); n != stored {
+		h.tb.Fatalf("%d rows stored while the commit was held, want %d", n, stored)
+	}
+	return id, release
+}
+
 // send posts one message to uid and the blocker and returns uid's id.
 func (h *commitHold) send(text string) string {
 	h.tb.Helper()
@@ -621,14 +637,7 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 	}
 
 	// Read-all sent while a pushed message is still uncommitted covers it.
-	unlock = h.hold()
-	id2 := h.send("late")
-	if m := ws.until("msg"); m.str("id") != id2 {
-		t.Fatalf("msg = %v, want id %s", m, id2)
-	}
-	if n := countRows(t, uid); n != 1 {
-		t.Fatalf("%d rows stored while the commit was held, want 1 (the first)", n)
-	}
+	id2, unlock := h.pushHeld(ws, "late", 1)
 	ws.send(`{"type":"read","all":true}`)
 	time.AfterFunc(300*time.Millisecond, unlock)
 	for {
@@ -646,14 +655,7 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 	}
 
 	// So does a read of the pushed id.
-	unlock = h.hold()
-	id3 := h.send("later")
-	if m := ws.until("msg"); m.str("id") != id3 {
-		t.Fatalf("msg = %v, want id %s", m, id3)
-	}
-	if n := countRows(t, uid); n != 2 {
-		t.Fatalf("%d rows stored while the commit was held, want 2", n)
-	}
+	id3, unlock := h.pushHeld(ws, "later", 2)
 	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, id3))
 	time.AfterFunc(300*time.Millisecond, unlock)
 	for {
