@@ -83,12 +83,14 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		}
 	}
 	if err := a.shardWriter.Submit(ctx, rows...); err != nil {
-		if ctx.Err() != nil {
-			// The batch may still commit: keep counts and marks (they
-			// lapse); the retry rebuilds the counters.
-			return fmt.Errorf("store delivery: %w", err)
+		// The messages were shown, so their marks stay up (reads keep
+		// waiting for them) until the retry, which marks the same ids,
+		// commits and clears them, or until they lapse.
+		if ctx.Err() == nil { // else the batch may still commit; the retry rebuilds
+			if rerr := a.resetUnread(context.WithoutCancel(ctx), uids...); rerr != nil {
+				a.Log.Warn("reset counters after a failed delivery", "err", rerr) // they heal within unreadTTL
+			}
 		}
-		a.undoCounts(ctx, uids, ids)
 		return fmt.Errorf("store delivery: %w", err)
 	}
 	a.Metrics.Stored.Add(float64(len(rows)))
@@ -146,8 +148,8 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 		incr = "0"
 	}
 	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr, "-1", u64(m.ID)})
-	if res.Error() != nil {
-		a.clearInFlight(ctx, uids, ids) // the script may not have run
+	if res.Error() != nil { // it may or may not have run: rebuild
+		a.undoCounts(ctx, uids, ids)
 	}
 	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, res, true)
 	if online {

@@ -68,6 +68,13 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		}
 		return nil, err
 	}
+	// Marks are read right after registering and before the counts: a
+	// delivery marked before this read may have missed the connection and
+	// its count; one marked after it finds the connection.
+	flying, err := a.flying(ctx, id.UID, nil)
+	if err != nil {
+		return fail(err)
+	}
 	own, err := a.personalUnread(ctx, id.UID)
 	if err != nil {
 		return fail(err)
@@ -85,10 +92,6 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		a.touchSeen(ctx, id.UID)
 		a.Metrics.Connects.Inc()
 	}
-	flying, err := a.flying(ctx, id.UID, nil)
-	if err != nil {
-		return fail(err)
-	}
 	if len(flying) > 0 {
 		// A message pushed to this user before the connection registered
 		// may not be committed yet (see Deliver). Replay once it is,
@@ -96,6 +99,13 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		go func() {
 			ctx, cancel := context.WithTimeout(a.ctx, settleWait+10*time.Second)
 			defer cancel()
+			go func() { // a client that leaves ends the wait
+				select {
+				case <-c.Done():
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
 			replayed, err := a.settledReplay(ctx, c, opt.LastEventID)
 			if err != nil {
 				a.Log.Warn("replay failed, closing the connection", "uid", c.UID, "conn", c.ConnID, "err", err)

@@ -43,6 +43,7 @@ const luaNow = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.flo
 var deliverScript = newLuaScript(luaNow + `
 local out = {{}, {}, {}, 0}
 if ARGV[3] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
   redis.call('ZADD', KEYS[6], now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, ARGV[4])
   redis.call('PEXPIRE', KEYS[6], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
 end
@@ -75,14 +76,16 @@ const inFlightTTL = time.Minute
 // settleWait bounds how long settle waits for marks to clear.
 const settleWait = 2 * time.Second
 
-// maxSettleIDs caps the marks one settle waits for.
+// maxSettleIDs caps the marks a settle for all of a user's waits for
+// (the newest; older ones commit first).
 const maxSettleIDs = 100
 
-// flyingScript returns which of ARGV (message ids; all of the user's when
-// none are given, at most maxSettleIDs) are in flight now. KEYS: in flight.
+// flyingScript returns which of ARGV (message ids, at most MaxRecipients)
+// are in flight now; given none, the user's newest maxSettleIDs marks.
+// KEYS: in flight.
 var flyingScript = newLuaScript(luaNow + `
 if #ARGV == 0 then
-  return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'LIMIT', 0, ` + strconv.Itoa(maxSettleIDs) + `)
+  return redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', now, 'LIMIT', 0, ` + strconv.Itoa(maxSettleIDs) + `)
 end
 local out = {}
 local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV))
@@ -107,11 +110,8 @@ func (a *App) flying(ctx context.Context, uid uint64, ids []string) ([]string, e
 // held up. busy reports whether there was anything to wait for.
 func (a *App) settle(ctx context.Context, uid uint64, ids ...uint64) (busy bool, err error) {
 	var want []string
-	if len(ids) > 0 {
-		want = make([]string, 0, min(len(ids), maxSettleIDs))
-		for _, id := range ids[:min(len(ids), maxSettleIDs)] {
-			want = append(want, u64(id))
-		}
+	for _, id := range ids {
+		want = append(want, u64(id))
 	}
 	deadline := time.Now().Add(settleWait)
 	for wait := 500 * time.Microsecond; ; wait = min(2*wait, 20*time.Millisecond) {
@@ -149,6 +149,7 @@ func (a *App) markInFlight(ctx context.Context, uids, ids []uint64) error {
 
 // markScript: KEYS: in flight. ARGV: message id.
 var markScript = newLuaScript(luaNow + `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZADD', KEYS[1], now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
 return 1`)

@@ -164,6 +164,9 @@ func TestLapsedMarkIsIgnored(t *testing.T) {
 	if busy, err := a.settle(ctx, uid); err != nil || busy {
 		t.Fatalf("settle = %v, %v; want nothing to wait for", busy, err)
 	}
+	if busy, err := a.settle(ctx, uid, 123); err != nil || busy {
+		t.Fatalf("settle for the lapsed id = %v, %v; want nothing to wait for", busy, err)
+	}
 	if time.Since(start) > settleWait/2 {
 		t.Fatal("settle waited for a lapsed mark")
 	}

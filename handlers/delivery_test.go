@@ -620,7 +620,13 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 	if h := phone.until("hello"); h["unread"].(map[string]any)["total"].(float64) != 1 {
 		t.Fatalf("second device's hello = %v, want total 1", h)
 	}
-	time.AfterFunc(300*time.Millisecond, unlock)
+	time.Sleep(100 * time.Millisecond)
+	select { // the listing must still be waiting for the commit
+	case first := <-listed:
+		t.Fatalf("GET messages answered %q while the commit was held", first)
+	default:
+	}
+	time.AfterFunc(200*time.Millisecond, unlock)
 	if m := phone.until("msg"); m.str("id") != id || m["replay"] != true {
 		t.Fatalf("second device's first msg = %v, want the replay of %s", m, id)
 	}
@@ -664,7 +670,7 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 		}
 	}
 	if total, _ := unreadOf(t, uid); total != 0 {
-		t.Fatalf("REST unread after reading the early id = %d, want 0", total)
+		t.Fatalf("REST unread after reading the pushed id = %d, want 0", total)
 	}
 }
 

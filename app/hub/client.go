@@ -114,7 +114,7 @@ func (c *Client) Send(frames ...Frame) bool {
 		return false
 	}
 	if c.replaying {
-		if len(c.pending)+len(frames) > maxQueuedFrames {
+		if len(c.pending)+len(frames) > maxQueuedFrames/2 { // room left for the replay itself
 			c.mu.Unlock()
 			c.Close(CloseTryLater, "slow consumer")
 			return false
