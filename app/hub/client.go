@@ -206,13 +206,10 @@ func (c *Client) EndReplay(replayed map[string]struct{}) {
 	c.mu.Lock()
 	c.replaying = false
 	if len(replayed) > 0 { // added to, not replaced: a sync may have replayed meanwhile
-		if c.replayed == nil || time.Now().After(c.forgetAt) {
-			c.replayed = make(map[string]struct{}, len(replayed))
-		}
+		m := c.replayedLocked(len(replayed))
 		for k := range replayed {
-			c.replayed[k] = struct{}{}
+			m[k] = struct{}{}
 		}
-		c.forgetAt = time.Now().Add(replayMemory)
 	}
 	held := c.pending
 	c.pending = nil
@@ -232,16 +229,23 @@ func (c *Client) Replay(frames []Frame) {
 		c.mu.Unlock()
 		return
 	}
-	if c.replayed == nil || time.Now().After(c.forgetAt) {
-		c.replayed = make(map[string]struct{}, len(frames))
-	}
+	m := c.replayedLocked(len(frames))
 	for _, f := range frames {
 		if f.Key != "" {
-			c.replayed[f.Key] = struct{}{}
+			m[f.Key] = struct{}{}
 		}
 	}
-	c.forgetAt = time.Now().Add(replayMemory)
 	c.enqueueLocked(frames)
+}
+
+// replayedLocked returns the set of replayed keys to add to (a new one
+// when the last has been forgotten) and remembers it replayMemory longer.
+func (c *Client) replayedLocked(size int) map[string]struct{} {
+	if c.replayed == nil || time.Now().After(c.forgetAt) {
+		c.replayed = make(map[string]struct{}, size)
+	}
+	c.forgetAt = time.Now().Add(replayMemory)
+	return c.replayed
 }
 
 // Close ends the client with a close code; the write loop tells the peer.
