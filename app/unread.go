@@ -40,13 +40,9 @@ const luaNow = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.flo
 // one script is what lets a connect rely on settle (see Connect).
 // KEYS: unread, uconn, broadcast unread, broadcast generation, version,
 // in flight.
-var deliverScript = newLuaScript(luaNow + `
+var deliverScript = newLuaScript(luaNow + luaMark + `
 local out = {{}, {}, {}, 0}
-if ARGV[3] == '1' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-  redis.call('ZADD', KEYS[6], now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, ARGV[4])
-  redis.call('PEXPIRE', KEYS[6], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
-end
+if ARGV[3] == '1' then mark(KEYS[6], ARGV[4]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[2] == '1' then
     redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
@@ -148,11 +144,18 @@ func (a *App) markInFlight(ctx context.Context, uids, ids []uint64) error {
 }
 
 // markScript: KEYS: in flight. ARGV: message id.
-var markScript = newLuaScript(luaNow + `
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
+var markScript = newLuaScript(luaNow + luaMark + `
+mark(KEYS[1], ARGV[1])
 return 1`)
+
+// luaMark defines mark(key, id): id in flight until inFlightTTL from now,
+// the key's lapsed marks pruned. Needs luaNow before it.
+var luaMark = `local function mark(key, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('ZADD', key, now + ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `, id)
+  redis.call('PEXPIRE', key, ` + strconv.FormatInt(inFlightTTL.Milliseconds(), 10) + `)
+end
+`
 
 // clearInFlight clears the marks of message ids[i] of uids[i] (marks
 // that lapsed or were never made are no-ops) and bumps each user's
