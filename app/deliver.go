@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -52,26 +53,40 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	}
 	uids := make([]uint64, len(rows))
 	ids := make([]uint64, len(rows))
-	execs := make([]rueidis.LuaExec, len(rows))
 	incr := "1"
 	if retry { // an earlier attempt may have counted: rebuild after the commit instead
 		incr = "0"
 	}
 	for i := range rows {
 		uids[i], ids[i] = rows[i].ToUID, rows[i].ID
-		execs[i] = rueidis.LuaExec{Keys: deliverKeys(rows[i].ToUID), Args: []string{rows[i].Kind, incr, "1", u64(rows[i].ID)}}
 	}
-	res := deliverScript.ExecMulti(ctx, a.Redis, execs...)
-	for _, r := range res {
-		if err := r.Error(); err != nil {
+	var execs []rueidis.LuaExec
+	for run := range slices.Chunk(rows, scriptRun) {
+		e := rueidis.LuaExec{Keys: make([]string, 1, 1+5*len(run)), Args: make([]string, 0, 4*len(run))}
+		e.Keys[0] = keyBroadcastGen
+		for i := range run {
+			e.Keys = deliverKeys(e.Keys, run[i].ToUID)
+			e.Args = deliverArgs(e.Args, run[i].Kind, incr, "1", run[i].ID)
+		}
+		execs = append(execs, e)
+	}
+	replies := make([]rueidis.RedisMessage, 0, len(rows))
+	for _, r := range deliverScript.ExecMulti(ctx, a.Redis, execs...) {
+		part, err := r.ToArray()
+		if err != nil {
 			// Some scripts may have run (a timeout, say): undo for all.
 			a.undoCounts(ctx, uids, ids)
 			return fmt.Errorf("count deliveries: %w", err)
 		}
+		replies = append(replies, part...)
+	}
+	if len(replies) != len(rows) {
+		a.undoCounts(ctx, uids, ids)
+		return fmt.Errorf("count deliveries: %d replies for %d messages", len(replies), len(rows))
 	}
 	var stale []int // online users whose new counts are sent after the commit
 	for i := range rows {
-		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, res[i], !retry)
+		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, replies[i], !retry)
 		if err != nil {
 			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
 		}
@@ -147,11 +162,12 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 		}
 		incr = "0"
 	}
-	res := deliverScript.Exec(ctx, a.Redis, deliverKeys(m.ToUID), []string{m.Kind, incr, "-1", u64(m.ID)})
-	if res.Error() != nil { // it may or may not have run: rebuild
+	reply, err := deliverScript.Exec(ctx, a.Redis, deliverKeys([]string{keyBroadcastGen}, m.ToUID), deliverArgs(nil, m.Kind, incr, "-1", m.ID)).ToArray()
+	if err != nil || len(reply) != 1 { // it may or may not have run: rebuild
 		a.undoCounts(ctx, uids, ids)
+		reply = []rueidis.RedisMessage{{}}
 	}
-	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, res, true)
+	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, reply[0], true)
 	if online {
 		a.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
 	}
@@ -169,8 +185,8 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 // pushCounts pushes frames (if any) and then, withCounts, the user's new
 // counts after the deliver script ran. online reports whether the user
 // had any connection, counted whether an unread frame went out.
-func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, res rueidis.RedisResult, withCounts bool) (online, counted bool, err error) {
-	parts, err := res.ToArray()
+func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, reply rueidis.RedisMessage, withCounts bool) (online, counted bool, err error) {
+	parts, err := reply.ToArray()
 	if err != nil || len(parts) != 4 {
 		return false, false, fmt.Errorf("deliver script for %d: %v", uid, err)
 	}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,38 +31,78 @@ const unreadTTL = 24 * 3600
 const luaNow = `local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)
 `
 
-// deliverScript counts a new message when the hash exists (ARGV[2]=="1"),
-// marks message id ARGV[4] in flight (ARGV[3]=="1": a delivery that
-// counts and pushes before it commits) or clears that mark (ARGV[3]=="-1":
-// one that committed first), and returns {unread hash or {}, the user's
-// instance → connections hash, the user's cached broadcast counts, the
-// broadcast generation}, so one round trip serves the mark, the count, the
-// routing and the unread frame. Marking and reading the connections in
-// one script is what lets a connect rely on settle (see Connect).
-// KEYS: unread, uconn, broadcast unread, broadcast generation, version,
-// in flight.
-var deliverScript = newLuaScript(luaNow + luaMark + `
-local out = {{}, {}, {}, 0}
-if ARGV[3] == '1' then mark(KEYS[6], ARGV[4]) end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if ARGV[2] == '1' then
-    redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-    redis.call('HINCRBY', KEYS[1], '` + fieldUnacked + `', 1)
+// deliverScript runs a delivery's Redis side for a run of messages, in
+// order, and returns one reply per message. For each it counts the message
+// when the user's hash exists (incr "1"), marks its id in flight (mode
+// "1": a delivery that counts and pushes before it commits) or clears that
+// mark (mode "-1": one that committed first), and replies {unread hash or
+// {}, the user's instance → connections hash, the user's cached broadcast
+// counts, the broadcast generation}, so one round trip serves the marks,
+// the counts, the routing and the unread frames of a whole task. Marking
+// and reading the connections in one script is what lets a connect rely on
+// settle (see Connect). KEYS: the broadcast generation, then per message
+// unread, uconn, broadcast unread, version, in flight (deliverKeys). ARGV:
+// per message kind, incr, mode, id (deliverArgs).
+var deliverScript = newLuaScript(luaNow + luaMark + luaBump + `
+local gen
+local out = {}
+for r = 0, #ARGV / 4 - 1 do
+  local k, a = 1 + r * 5, r * 4
+  local unread, uconn, bunread, version, flying = KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5]
+  local kind, incr, mode, id = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
+  local o = {{}, {}, {}, 0}
+  if mode == '1' then mark(flying, id) end
+  local h = redis.call('HGETALL', unread)
+  if #h > 0 and incr == '1' then -- count it: both fields in one HSET, the reply patched to match
+    local ki, ui
+    for i = 1, #h, 2 do
+      if h[i] == kind then ki = i + 1 elseif h[i] == '` + fieldUnacked + `' then ui = i + 1 end
+    end
+    if not ki then h[#h + 1] = kind; h[#h + 1] = '0'; ki = #h end
+    if not ui then h[#h + 1] = '` + fieldUnacked + `'; h[#h + 1] = '0'; ui = #h end
+    h[ki] = tostring(tonumber(h[ki]) + 1)
+    h[ui] = tostring(tonumber(h[ui]) + 1)
+    redis.call('HSET', unread, kind, h[ki], '` + fieldUnacked + `', h[ui])
   end
-  out[1] = redis.call('HGETALL', KEYS[1])
-end
-redis.call('INCR', KEYS[5])
-redis.call('PEXPIRE', KEYS[5], 86400000)
-if ARGV[3] == '-1' then redis.call('ZREM', KEYS[6], ARGV[4]) end
-out[2] = redis.call('HGETALL', KEYS[2])
-if #out[2] > 0 then
-  out[3] = redis.call('HGETALL', KEYS[3])
-  out[4] = tonumber(redis.call('GET', KEYS[4]) or '0')
+  o[1] = h
+  bump(version)
+  if mode == '-1' then redis.call('ZREM', flying, id) end
+  o[2] = redis.call('HGETALL', uconn)
+  if #o[2] > 0 then
+    o[3] = redis.call('HGETALL', bunread)
+    if gen == nil then gen = tonumber(redis.call('GET', KEYS[1]) or '0') end
+    o[4] = gen
+  end
+  out[#out + 1] = o
 end
 return out`)
 
-func deliverKeys(uid uint64) []string {
-	return []string{keyUnread(uid), keyUserConns(uid), keyBroadcastUnread(uid), keyBroadcastGen, keyUnreadVersion(uid), keyInFlight(uid)}
+// luaBump defines bump(key): the user's version moves on. The key lives
+// versionTTL from when it was made: a version only has to hold still for
+// the length of one rebuild, so refreshing it on every bump would be a
+// write for nothing.
+var luaBump = `local function bump(key)
+  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ` + strconv.FormatInt(versionTTL.Milliseconds(), 10) + `) end
+end
+`
+
+// versionTTL is how long a user's version key lives.
+const versionTTL = 24 * time.Hour
+
+// scriptRun caps the messages (or users) one script call handles, so a
+// large task does not hold Redis for long; the calls of a task go in one
+// pipeline.
+const scriptRun = 128
+
+// deliverKeys appends message's keys for deliverScript (after the shared
+// first key).
+func deliverKeys(keys []string, uid uint64) []string {
+	return append(keys, keyUnread(uid), keyUserConns(uid), keyBroadcastUnread(uid), keyUnreadVersion(uid), keyInFlight(uid))
+}
+
+// deliverArgs appends a message's arguments for deliverScript.
+func deliverArgs(args []string, kind, incr, mode string, id uint64) []string {
+	return append(args, kind, incr, mode, u64(id))
 }
 
 // inFlightTTL bounds an in-flight mark left by a worker that died: until
@@ -162,12 +203,24 @@ end
 // version, so a rebuild whose SELECT ran before the commit is not cached.
 func (a *App) clearInFlight(ctx context.Context, uids, ids []uint64) {
 	byUser := make(map[uint64][]string, len(uids))
+	order := make([]uint64, 0, len(uids))
 	for i, u := range uids {
+		if _, ok := byUser[u]; !ok {
+			order = append(order, u)
+		}
 		byUser[u] = append(byUser[u], u64(ids[i]))
 	}
-	execs := make([]rueidis.LuaExec, 0, len(byUser))
-	for u, ms := range byUser {
-		execs = append(execs, rueidis.LuaExec{Keys: []string{keyInFlight(u), keyUnreadVersion(u)}, Args: ms})
+	var execs []rueidis.LuaExec
+	for run := range slices.Chunk(order, scriptRun) {
+		e := rueidis.LuaExec{Keys: make([]string, 0, 2*len(run)), Args: make([]string, 0, 2*len(run))}
+		for _, u := range run {
+			e.Keys = append(e.Keys, keyInFlight(u), keyUnreadVersion(u))
+			e.Args = append(e.Args, strconv.Itoa(len(byUser[u])))
+		}
+		for _, u := range run {
+			e.Args = append(e.Args, byUser[u]...)
+		}
+		execs = append(execs, e)
 	}
 	for _, r := range clearScript.ExecMulti(context.WithoutCancel(ctx), a.Redis, execs...) {
 		if err := r.Error(); err != nil {
@@ -176,20 +229,25 @@ func (a *App) clearInFlight(ctx context.Context, uids, ids []uint64) {
 	}
 }
 
-// clearScript: KEYS: in flight, version. ARGV: message ids.
-var clearScript = newLuaScript(`
-redis.call('ZREM', KEYS[1], unpack(ARGV))
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], 86400000)
+// clearScript clears marks of several users. KEYS: per user in flight,
+// version. ARGV: per user how many ids, then the users' ids in that order.
+var clearScript = newLuaScript(luaBump + `
+local users = #KEYS / 2
+local at = users
+for u = 1, users do
+  local n = tonumber(ARGV[u])
+  redis.call('ZREM', KEYS[2*u-1], unpack(ARGV, at + 1, at + n))
+  bump(KEYS[2*u])
+  at = at + n
+end
 return 1`)
 
 // adjustScript adds the ARGV pairs (field, delta) to an existing hash and
 // returns it, or returns {} when the hash is missing. It bumps the version
 // either way, so a rebuild that read MySQL before this change is not
 // cached. KEYS: unread, version.
-var adjustScript = newLuaScript(`
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], 86400000)
+var adjustScript = newLuaScript(luaBump + `
+bump(KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i+1]) end
 return redis.call('HGETALL', KEYS[1])`)
@@ -307,14 +365,20 @@ func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]in
 // resetUnread drops uid's cache so the next read rebuilds it from MySQL,
 // and bumps the version so a rebuild already under way is not cached.
 func (a *App) resetUnread(ctx context.Context, uids ...uint64) error {
-	cmds := make(rueidis.Commands, 0, 2*len(uids))
-	for _, u := range uids {
-		cmds = append(cmds, a.Redis.B().Del().Key(keyUnread(u)).Build(), a.Redis.B().Incr().Key(keyUnreadVersion(u)).Build())
+	execs := make([]rueidis.LuaExec, len(uids))
+	for i, u := range uids {
+		execs[i] = rueidis.LuaExec{Keys: []string{keyUnread(u), keyUnreadVersion(u)}}
 	}
-	for _, r := range a.Redis.DoMulti(ctx, cmds...) {
+	for _, r := range resetScript.ExecMulti(ctx, a.Redis, execs...) {
 		if err := r.Error(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// resetScript: KEYS: unread, version.
+var resetScript = newLuaScript(luaBump + `
+redis.call('DEL', KEYS[1])
+bump(KEYS[2])
+return 1`)

@@ -80,7 +80,7 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 		t.Fatal("a rebuild was cached while a delivery was in flight")
 	}
 	// The delivery counts it (the hash is missing, so it is not added).
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1", "-1", u64(id)}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys([]string{keyBroadcastGen}, uid), deliverArgs(nil, "comment", "1", "-1", id)).Error(); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
@@ -97,7 +97,7 @@ func TestRebuildDoesNotRaceADelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = a.Repo.InsertMessages(ctx, []models.Message{{ID: id2, ToUID: uid, Kind: "mail", Body: "{}", Count: 1, SortKey: id2, CreatedAt: now, UpdatedAt: now}})
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"mail", "1", "-1", u64(id2)}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys([]string{keyBroadcastGen}, uid), deliverArgs(nil, "mail", "1", "-1", id2)).Error(); err != nil {
 		t.Fatal(err)
 	}
 	if u, _ := a.Unread(ctx, uid); u.Total != 2 || u.ByKind["mail"] != 1 {
@@ -114,7 +114,7 @@ func TestRebuildDoesNotRaceACountFirstDelivery(t *testing.T) {
 	const uid = 4343
 	id := a.IDs.Next()
 	// The hash is missing, so the script marks but cannot count.
-	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys(uid), []string{"comment", "1", "1", u64(id)}).Error(); err != nil {
+	if err := deliverScript.Exec(ctx, a.Redis, deliverKeys([]string{keyBroadcastGen}, uid), deliverArgs(nil, "comment", "1", "1", id)).Error(); err != nil {
 		t.Fatal(err)
 	}
 	v0, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(keyUnreadVersion(uid)).Build()).ToString()
@@ -175,5 +175,69 @@ func TestLapsedMarkIsIgnored(t *testing.T) {
 	}
 	if n, _ := a.Redis.Do(ctx, a.Redis.B().Exists().Key(keyUnread(uid)).Build()).AsInt64(); n != 1 {
 		t.Fatal("a lapsed mark kept the rebuild from being cached")
+	}
+}
+
+// A task's messages share script calls (scriptRun at a time): counts,
+// marks and their clearing must come out as if each ran alone, across
+// call boundaries and for a user who gets several messages in one task.
+func TestDeliverCountsEveryMessageOfALargeTask(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const users = 150
+	var uids []uint64
+	for i := range users {
+		uid := uint64(9000 + i)
+		uids = append(uids, uid)
+		if i%2 == 0 { // half have a cached hash (counted in Redis), half do not (rebuilt from MySQL)
+			if u, err := a.Unread(ctx, uid); err != nil || u.Total != 0 {
+				t.Fatalf("Unread(%d) = %+v, %v", uid, u, err)
+			}
+		}
+	}
+	// Every user twice (once per delivery), a third time for every third user.
+	d1 := &Delivery{Kind: "comment", Body: []byte(`{}`), At: time.Now().UnixMilli()}
+	d2 := &Delivery{Kind: "mail", Body: []byte(`{}`), At: time.Now().UnixMilli()}
+	d3 := &Delivery{Kind: "mail", Body: []byte(`{}`), At: time.Now().UnixMilli()}
+	for i, uid := range uids {
+		d1.UIDs, d1.IDs = append(d1.UIDs, uid), append(d1.IDs, a.IDs.Next())
+		d2.UIDs, d2.IDs = append(d2.UIDs, uid), append(d2.IDs, a.IDs.Next())
+		if i%3 == 0 {
+			d3.UIDs, d3.IDs = append(d3.UIDs, uid), append(d3.IDs, a.IDs.Next())
+		}
+	}
+	if n := len(d1.UIDs) + len(d2.UIDs) + len(d3.UIDs); n <= 2*scriptRun {
+		t.Fatalf("the task has %d messages; it should need three script calls", n)
+	}
+	if err := a.Deliver(ctx, []*Delivery{d1, d2, d3}, false); err != nil {
+		t.Fatal(err)
+	}
+	for i, uid := range uids {
+		wantMail := int64(1)
+		if i%3 == 0 {
+			wantMail = 2
+		}
+		u, err := a.Unread(ctx, uid)
+		if err != nil || u.ByKind["comment"] != 1 || u.ByKind["mail"] != wantMail || u.Total != 1+wantMail || u.Unacked != 1+wantMail {
+			t.Fatalf("user %d (hash cached: %v): Unread = %+v, %v; want 1 comment, %d mail", uid, i%2 == 0, u, err, wantMail)
+		}
+		if left, err := a.flying(ctx, uid, nil); err != nil || len(left) != 0 {
+			t.Fatalf("user %d still has marks %v (%v) after the commit", uid, left, err)
+		}
+		assertVersionExpires(t, a, uid)
+	}
+	// A reset of a user never seen before makes a version that expires too.
+	if err := a.resetUnread(ctx, 8999); err != nil {
+		t.Fatal(err)
+	}
+	assertVersionExpires(t, a, 8999)
+}
+
+// assertVersionExpires fails unless uid's version key exists with a TTL.
+func assertVersionExpires(t *testing.T, a *App, uid uint64) {
+	t.Helper()
+	ms, err := a.Redis.Do(context.Background(), a.Redis.B().Pttl().Key(keyUnreadVersion(uid)).Build()).AsInt64()
+	if err != nil || ms <= 0 || ms > versionTTL.Milliseconds() {
+		t.Fatalf("version of %d has PTTL %d (%v), want (0, %d]", uid, ms, err, versionTTL.Milliseconds())
 	}
 }
