@@ -11,8 +11,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 )
 
 // ErrNoMessage is a message id that is not the user's.
@@ -140,11 +142,11 @@ func (r *Repo) appendInsert(b []byte, shard uint64, rows []Message) []byte {
 		b = append(b, ", "...)
 		b = strconv.AppendUint(b, m.ToUID, 10)
 		b = append(b, ", "...)
-		b = d.AppendString(b, m.Kind)
+		b = appendSQLString(b, d, m.Kind)
 		b = append(b, ", "...)
-		b = d.AppendString(b, m.Body)
+		b = appendSQLString(b, d, m.Body)
 		b = append(b, ", "...)
-		b = d.AppendString(b, m.CollapseKey)
+		b = appendSQLString(b, d, m.CollapseKey)
 		b = append(b, ", "...)
 		b = strconv.AppendUint(b, uint64(m.Count), 10)
 		b = append(b, ", "...)
@@ -160,6 +162,32 @@ func (r *Repo) appendInsert(b []byte, shard uint64, rows []Message) []byte {
 		b = append(b, ')')
 	}
 	return append(b, ';')
+}
+
+// appendSQLString quotes s as d does for MySQL (' doubled, \\ escaped, NUL
+// dropped), copying the runs between those bytes whole rather than rune
+// by rune. Invalid UTF-8, which d repairs rune by rune, goes through d.
+func appendSQLString(b []byte, d schema.Dialect, s string) []byte {
+	if !utf8.ValidString(s) {
+		return d.AppendString(b, s)
+	}
+	b = append(b, '\'')
+	for {
+		i := strings.IndexAny(s, "'\\\x00")
+		if i < 0 {
+			break
+		}
+		b = append(b, s[:i]...)
+		switch s[i] {
+		case '\'':
+			b = append(b, "''"...)
+		case '\\':
+			b = append(b, `\\`...)
+		}
+		s = s[i+1:]
+	}
+	b = append(b, s...)
+	return append(b, '\'')
 }
 
 // maxExecBytes caps the SQL sent in one exec.
