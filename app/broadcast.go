@@ -606,8 +606,8 @@ func (a *App) broadcastUnreadGen(ctx context.Context, uid uint64) (map[string]in
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return nil, 0, err
 	}
-	if h, err := res[1].AsIntMap(); err == nil && len(h) > 0 && h["~gen"] == gen {
-		delete(h, "~gen")
+	if h, err := res[1].AsIntMap(); err == nil && len(h) > 0 && h[fieldBroadcastGen] == gen {
+		delete(h, fieldBroadcastGen)
 		return h, gen, nil
 	}
 	v0, err := a.stateVersion(ctx, uid)
@@ -622,7 +622,7 @@ func (a *App) broadcastUnreadGen(ctx context.Context, uid uint64) (map[string]in
 	if err != nil {
 		return nil, 0, err
 	}
-	args := []string{"~gen", strconv.FormatInt(gen, 10)}
+	args := []string{fieldBroadcastGen, strconv.FormatInt(gen, 10)}
 	for k, n := range counts {
 		args = append(args, k, strconv.FormatInt(n, 10))
 	}
@@ -644,10 +644,15 @@ func (a *App) withBroadcasts(ctx context.Context, uid uint64, u Unread) (Unread,
 // addBroadcasts adds broadcast counts (fields starting with "~" skipped).
 func addBroadcasts(u *Unread, b map[string]int64) {
 	for k, n := range b {
-		if n > 0 && k[0] != '~' {
-			u.ByKind[k] += n
-			u.Total += n
-		}
+		addBroadcast(u, k, n)
+	}
+}
+
+// addBroadcast adds one kind's broadcast count (a "~" field is skipped).
+func addBroadcast(u *Unread, kind string, n int64) {
+	if n > 0 && kind[0] != '~' {
+		u.ByKind[kind] += n
+		u.Total += n
 	}
 }
 

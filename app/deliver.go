@@ -190,16 +190,20 @@ func (a *App) pushCounts(ctx context.Context, uid uint64, frames []hub.Frame, re
 	if err != nil || len(parts) != 4 {
 		return false, false, fmt.Errorf("deliver script for %d: %v", uid, err)
 	}
-	inst, err := parts[1].AsIntMap()
-	if err != nil || len(inst) == 0 {
+	inst := parts[1]
+	if err := intPairs(inst, func(string, int64) { online = true }); err != nil || !online {
 		return false, false, err
 	}
-	if h, err := parts[0].AsIntMap(); withCounts && err == nil && len(h) > 0 {
-		u := unreadFromHash(h)
-		b, _ := parts[2].AsIntMap()
+	if u, ok := unreadFromReply(parts[0]); withCounts && ok {
 		gen, _ := parts[3].AsInt64()
-		if len(b) > 0 && b["~gen"] == gen { // the cached broadcast counts are current
-			addBroadcasts(&u, b)
+		bgen, nb := int64(-1), 0
+		_ = intPairs(parts[2], func(k string, v int64) {
+			if nb++; k == fieldBroadcastGen {
+				bgen = v
+			}
+		})
+		if nb > 0 && bgen == gen { // the cached broadcast counts are current
+			_ = intPairs(parts[2], func(k string, v int64) { addBroadcast(&u, k, v) })
 			u.gen = gen
 		} else if u, err = a.withBroadcasts(ctx, uid, u); err != nil {
 			return true, false, a.route(ctx, uid, inst, frames)

@@ -30,6 +30,9 @@ const (
 	fieldUnacked = "~unacked"
 	// fieldExists marks a rebuilt hash, so that "all zero" differs from "missing".
 	fieldExists = "~"
+	// fieldBroadcastGen is the broadcast generation a user's cached
+	// broadcast counts reflect.
+	fieldBroadcastGen = "~gen"
 )
 
 // keyIdempotency holds an ingest call's result under its idempotency key.

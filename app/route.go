@@ -21,24 +21,25 @@ import (
 
 // pushToUser sends frames to every connection of uid on any instance.
 func (a *App) pushToUser(ctx context.Context, uid uint64, frames ...hub.Frame) error {
-	inst, err := a.Redis.Do(ctx, a.Redis.B().Hgetall().Key(keyUserConns(uid)).Build()).AsIntMap()
+	inst, err := a.Redis.Do(ctx, a.Redis.B().Hgetall().Key(keyUserConns(uid)).Build()).ToMessage()
 	if err != nil {
 		return fmt.Errorf("route to %d: %w", uid, err)
 	}
 	return a.route(ctx, uid, inst, frames)
 }
 
-// route delivers frames to uid on the instances listed in inst.
-func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, frames []hub.Frame) error {
+// route delivers frames to uid on the instances listed in inst (the
+// user's instance → connections hash).
+func (a *App) route(ctx context.Context, uid uint64, inst rueidis.RedisMessage, frames []hub.Frame) error {
 	var payload []byte
 	var errs []error
-	for id, n := range inst {
+	err := intPairs(inst, func(id string, n int64) {
 		if n <= 0 {
-			continue
+			return
 		}
 		if id == a.Instance {
 			a.deliverLocal(uid, frames)
-			continue
+			return
 		}
 		if payload == nil {
 			payload = encodeEnvelope(uid, frames)
@@ -46,6 +47,9 @@ func (a *App) route(ctx context.Context, uid uint64, inst map[string]int64, fram
 		if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(id)).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
 			errs = append(errs, fmt.Errorf("publish to instance %s: %w", id, err))
 		}
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("route to %d: %w", uid, err))
 	}
 	return errors.Join(errs...)
 }

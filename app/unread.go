@@ -271,16 +271,60 @@ return redis.call('HGETALL', KEYS[1])`)
 func unreadFromHash(h map[string]int64) Unread {
 	u := Unread{ByKind: make(map[string]int64, len(h))}
 	for k, v := range h {
-		switch {
-		case k == fieldUnacked:
-			u.Unacked = max(v, 0)
-		case strings.HasPrefix(k, "~"):
-		case v > 0:
-			u.ByKind[k] = v
-			u.Total += v
-		}
+		u.add(k, v)
 	}
 	return u
+}
+
+// add takes in one field of a counter hash.
+func (u *Unread) add(k string, v int64) {
+	switch {
+	case k == fieldUnacked:
+		u.Unacked = max(v, 0)
+	case strings.HasPrefix(k, "~"):
+	case v > 0:
+		u.ByKind[k] = v
+		u.Total += v
+	}
+}
+
+// unreadFromReply is unreadFromHash for a counter hash in a script's
+// reply; ok is false when the hash was missing.
+func unreadFromReply(m rueidis.RedisMessage) (u Unread, ok bool) {
+	u.ByKind = make(map[string]int64, 4)
+	err := intPairs(m, func(k string, v int64) {
+		ok = true
+		u.add(k, v)
+	})
+	return u, ok && err == nil
+}
+
+// intPairs calls fn with each field and value of a hash reply: a flat
+// array (as scripts return hashes) or a map.
+func intPairs(m rueidis.RedisMessage, fn func(k string, v int64)) error {
+	if m.IsMap() {
+		h, err := m.AsIntMap()
+		for k, v := range h {
+			fn(k, v)
+		}
+		return err
+	}
+	arr, err := m.ToArray()
+	if err != nil {
+		return err
+	}
+	for i := 0; i+1 < len(arr); i += 2 {
+		k, err := arr[i].ToString()
+		if err != nil {
+			return err
+		}
+		v, err := arr[i+1].AsInt64()
+		if err != nil {
+			return fmt.Errorf("hash field %q: %w", k, err)
+		}
+		fn(k, v)
+	}
+	return nil
 }
 
 // Unread returns uid's unread snapshot: their own messages (from the
