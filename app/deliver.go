@@ -163,9 +163,10 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 		incr = "0"
 	}
 	reply, err := deliverScript.Exec(ctx, a.Redis, deliverKeys([]string{keyBroadcastGen}, m.ToUID), deliverArgs(nil, m.Kind, incr, "-1", m.ID)).ToArray()
-	if err != nil || len(reply) != 1 { // it may or may not have run: rebuild
+	if err != nil || len(reply) != 1 { // it may or may not have run: rebuild; the row is stored, so a replay shows it
 		a.undoCounts(ctx, uids, ids)
-		reply = []rueidis.RedisMessage{{}}
+		a.Log.Warn("push failed", "uid", m.ToUID, "err", err, "replies", len(reply))
+		return nil
 	}
 	online, counted, err := a.pushCounts(ctx, m.ToUID, []hub.Frame{messageFrame(&row, false)}, reply[0], true)
 	if online {
