@@ -70,12 +70,13 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 				size += len(batch[n].Body)*2 + 256
 				n++
 			}
-			if len(cur) > 0 && len(cur)+size > maxExecBytes {
-				execs = append(execs, string(cur))
-				cur = cur[:0]
-			}
+			mark := len(cur)
 			cur = r.appendInsert(cur, s, batch[:n])
 			batch = batch[n:]
+			if mark > 0 && len(cur) > maxExecBytes { // this statement starts the next exec
+				execs = append(execs, string(cur[:mark]))
+				cur = append(cur[:0], cur[mark:]...)
+			}
 		}
 	}
 	*buf = cur
