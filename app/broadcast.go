@@ -516,7 +516,9 @@ func (a *App) rememberGroups(ctx context.Context, uid uint64, groups []string) {
 	}
 }
 
-// refreshSegments reloads the segments of uid's clients on this instance.
+// refreshSegments reloads the segments of uid's clients on this instance
+// and, since joining or leaving a segment changes which broadcasts count,
+// sends each of them the user's counts (segment changes are rare).
 func (a *App) refreshSegments(uid uint64) {
 	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
 	defer cancel()
@@ -526,6 +528,13 @@ func (a *App) refreshSegments(uid uint64) {
 		return
 	}
 	a.Hub.EachOf(uid, func(c *hub.Client) { c.SetSegments(segs) })
+	u, err := a.Unread(ctx, uid)
+	if err != nil {
+		a.Log.Warn("counts after a segment change", "uid", uid, "err", err)
+		return
+	}
+	f := unreadFrameOf(u)
+	a.Hub.EachOf(uid, func(c *hub.Client) { c.Send(f) })
 }
 
 // --- read state ---

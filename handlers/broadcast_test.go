@@ -490,3 +490,26 @@ func TestBroadcastCountsPerMember(t *testing.T) {
 		}
 	}
 }
+
+// Joining a segment that has unread broadcasts changes the counts, so a
+// connected user is told at once; leaving it takes them off again.
+func TestSegmentChangeSendsUnread(t *testing.T) {
+	seg := uniqueSegment("join")
+	uid := newUID()
+	c := dialWSGroups(t, wsURL, uid)
+	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"before joining"}}`)
+	if got := c.drain("msg", 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("non-member got %v", got)
+	}
+	if code, b := do(t, http.MethodPut, fmt.Sprintf("/internal/v1/users/%d/segments", uid), testIngestKey, `{"segments":["`+seg+`"]}`); code != 204 {
+		t.Fatalf("PUT segments = %d %v", code, b)
+	}
+	u := c.until("unread")
+	if u["total"] != float64(1) || u["by_kind"].(map[string]any)["system"] != float64(1) {
+		t.Fatalf("unread after joining = %v, want the broadcast %s counted", u, id)
+	}
+	do(t, http.MethodPut, fmt.Sprintf("/internal/v1/users/%d/segments", uid), testIngestKey, `{"segments":[]}`)
+	if u := c.until("unread"); u["total"] != float64(0) {
+		t.Fatalf("unread after leaving = %v, want 0", u)
+	}
+}
