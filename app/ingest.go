@@ -263,8 +263,8 @@ func (a *App) ingestOnce(ctx context.Context, req *IngestRequest) (*IngestResult
 		}
 		select {
 		case <-time.After(10 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case <-ctx.Done(): // the caller gave up (or timed out) waiting: not a bug of ours
+			return nil, ErrUnavailable
 		}
 	}
 }
