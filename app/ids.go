@@ -9,6 +9,9 @@ import (
 // idEpoch is the zero of the id clock (2025-01-01T00:00:00Z, in ms).
 const idEpoch = 1735689600000
 
+// idTimeShift places an id's milliseconds above its node and sequence bits.
+const idTimeShift = 22
+
 // IDGen makes 63-bit ids: 41 bits of milliseconds since idEpoch, 10 bits of
 // node and 12 bits of sequence, so ids from one node are strictly increasing
 // and ids from all nodes are roughly time-ordered. A node number is taken
@@ -45,7 +48,7 @@ func (g *IDGen) Next() uint64 {
 		g.last = ms
 		g.seq = 0
 	}
-	return g.last<<22 | g.node<<12 | g.seq
+	return g.last<<idTimeShift | g.node<<12 | g.seq
 }
 
 // SetNode switches the generator to node (its low 10 bits). Ids stay
@@ -58,7 +61,7 @@ func (g *IDGen) SetNode(node uint64) {
 
 // IDTime returns the time encoded in id.
 func IDTime(id uint64) time.Time {
-	return time.UnixMilli(int64(id>>22) + idEpoch)
+	return time.UnixMilli(int64(id>>idTimeShift) + idEpoch)
 }
 
 // FormatID renders an id as the contract's string form.

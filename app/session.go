@@ -148,47 +148,41 @@ func (a *App) settledReplay(ctx context.Context, c *hub.Client, lastEventID uint
 	return a.replay(ctx, c, lastEventID, replaySkip{})
 }
 
-// replay queues stored messages on c: after lastEventID when given,
-// otherwise the newest ReplayLimit unread (own messages and broadcasts),
-// oldest first.
+// replay queues stored messages on c, oldest first: the resume after
+// lastEventID when given (see resumeFrames), otherwise, or when the gap is
+// too long to resume, the newest ReplayLimit unread (own messages and
+// broadcasts).
 func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64, skip replaySkip) (map[string]struct{}, error) {
-	var rows []models.Message
-	var err error
-	var bcasts []models.Broadcast
+	var frames []hub.Frame
+	resumed := false
 	if lastEventID > 0 {
-		skip = replaySkip{}
-	}
-	if skip.broadcasts {
-		// nothing to list
-	} else if q, qerr := a.broadcastQuery(ctx, c.UID); qerr != nil {
-		return nil, qerr
-	} else {
-		q.Limit = ReplayLimit
-		if lastEventID > 0 { // resume: whatever was sent after the last event, read or not
-			q.UnreadOnly = false
-			q.After = IDTime(lastEventID)
-		}
-		if bcasts, err = a.Repo.ListBroadcasts(ctx, q); err != nil {
+		var err error
+		if frames, resumed, err = a.resumeFrames(ctx, c.UID, lastEventID); err != nil {
 			return nil, err
 		}
+		skip = replaySkip{}
 	}
-	if lastEventID > 0 {
-		// Sort keys start at the id and only grow (a collapse moves a
-		// message up), so "sort key above the last id seen" covers every
-		// message stored or re-pushed since, the collapsed one included.
-		rows, err = a.Repo.ListAfter(ctx, c.UID, lastEventID, ReplayLimit)
-	} else {
+	if !resumed {
+		var rows []models.Message
+		var bcasts []models.Broadcast
+		if !skip.broadcasts {
+			q, err := a.broadcastQuery(ctx, c.UID)
+			if err != nil {
+				return nil, err
+			}
+			q.Limit = ReplayLimit
+			if bcasts, err = a.Repo.ListBroadcasts(ctx, q); err != nil {
+				return nil, err
+			}
+		}
 		if !skip.own {
-			rows, err = a.Repo.ListMessages(ctx, models.ListQuery{UID: c.UID, UnreadOnly: true, Limit: ReplayLimit})
+			var err error
+			if rows, err = a.Repo.ListMessages(ctx, models.ListQuery{UID: c.UID, UnreadOnly: true, Limit: ReplayLimit}); err != nil {
+				return nil, err
+			}
 		}
-		for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 { // newest-first → oldest-first
-			rows[i], rows[j] = rows[j], rows[i]
-		}
+		frames = mergeReplay(rows, bcasts, ReplayLimit)
 	}
-	if err != nil {
-		return nil, err
-	}
-	frames := mergeReplay(rows, bcasts, lastEventID)
 	keys := make(map[string]struct{}, len(frames))
 	for _, f := range frames {
 		keys[f.Key] = struct{}{}
@@ -197,21 +191,63 @@ func (a *App) replay(ctx context.Context, c *hub.Client, lastEventID uint64, ski
 	return keys, nil
 }
 
+// ResumeLimit caps an SSE resume: a stream that missed more than this many
+// messages is replayed as a fresh connect is (the counts and the messages
+// listing cover the rest).
+const ResumeLimit = 1000
+
+// resumeOverlap is how far before the last event a resume also replays
+// unread messages: pushes run on concurrent workers (and the delayed queue
+// holds its batches up to 10 s, a retry waits 1, 2, 4 s …), so a message
+// can reach a stream after one with a later id, and a drop between the
+// two would hide it. Unread ones the stream did get in that window come
+// again (replay:true); clients dedupe by id, as on every connect.
+const resumeOverlap = 15 * time.Second
+
+// resumeFrames lists what a stream that last saw lastEventID missed:
+// every message and broadcast sent after it, read or not, and unread
+// messages up to resumeOverlap older. ok is false when that is more than
+// ResumeLimit.
+func (a *App) resumeFrames(ctx context.Context, uid, lastEventID uint64) (frames []hub.Frame, ok bool, err error) {
+	q, err := a.broadcastQuery(ctx, uid)
+	if err != nil {
+		return nil, false, err
+	}
+	q.UnreadOnly = false
+	q.After = IDTime(lastEventID)
+	q.Limit = ResumeLimit + 1
+	bcasts, err := a.Repo.ListBroadcasts(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	// Sort keys start at the id and only grow (a collapse moves a message
+	// up), so "sort key above the last id seen" covers every message
+	// stored or re-pushed since, the collapsed one included.
+	from := lastEventID - min(lastEventID, uint64(resumeOverlap.Milliseconds())<<idTimeShift)
+	rows, err := a.Repo.ListResume(ctx, uid, lastEventID, from, ResumeLimit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(rows)+len(bcasts) > ResumeLimit {
+		return nil, false, nil
+	}
+	return mergeReplay(rows, bcasts, ResumeLimit), true, nil
+}
+
 // broadcastSortKey places a broadcast among messages by its send time.
 func broadcastSortKey(b *models.Broadcast) uint64 {
 	if b.SentAt == nil {
 		return b.ID
 	}
-	return max(uint64(b.SentAt.UnixMilli()-idEpoch)<<22|b.ID&0x3fffff, b.ID)
+	return max(uint64(b.SentAt.UnixMilli()-idEpoch)<<idTimeShift|b.ID&(1<<idTimeShift-1), b.ID)
 }
 
 // replaySkip says which replay queries the unread counts make pointless.
 type replaySkip struct{ own, broadcasts bool }
 
-// mergeReplay interleaves own messages (oldest first) and broadcasts
-// (newest first) by sort key, keeps the newest ReplayLimit (or, resuming
-// after an id, the oldest) and returns them oldest first.
-func mergeReplay(rows []models.Message, bcasts []models.Broadcast, after uint64) []hub.Frame {
+// mergeReplay interleaves own messages and broadcasts by sort key, keeps
+// the newest limit and returns them oldest first.
+func mergeReplay(rows []models.Message, bcasts []models.Broadcast, limit int) []hub.Frame {
 	type item struct {
 		key   uint64
 		frame hub.Frame
@@ -224,12 +260,8 @@ func mergeReplay(rows []models.Message, bcasts []models.Broadcast, after uint64)
 		items = append(items, item{broadcastSortKey(&bcasts[i]), broadcastFrame(&bcasts[i], true)})
 	}
 	slices.SortFunc(items, func(x, y item) int { return cmp.Compare(x.key, y.key) })
-	if len(items) > ReplayLimit {
-		if after > 0 {
-			items = items[:ReplayLimit]
-		} else {
-			items = items[len(items)-ReplayLimit:]
-		}
+	if len(items) > limit {
+		items = items[len(items)-limit:]
 	}
 	out := make([]hub.Frame, len(items))
 	for i, it := range items {

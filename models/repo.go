@@ -244,16 +244,18 @@ func (r *Repo) ListMessages(ctx context.Context, q ListQuery) ([]Message, error)
 	return out, nil
 }
 
-// ListAfter returns uid's messages with a sort key above after, oldest
-// first: what an SSE client that saw `after` last has missed.
-func (r *Repo) ListAfter(ctx context.Context, uid, after uint64, limit int) ([]Message, error) {
+// ListResume returns what a stream that last saw message after has
+// missed, oldest first: every message of uid with a sort key above after,
+// read or not, and the unread ones in (from, after] other than after
+// itself, which a push that overtook them may have hidden. At most limit.
+func (r *Repo) ListResume(ctx context.Context, uid, after, from uint64, limit int) ([]Message, error) {
 	var out []Message
 	expr, table := shardExpr(uid)
 	err := r.DB.NewSelect().Model(&out).ModelTableExpr(expr, table).
-		Where("m.to_uid = ? AND m.sort_key > ?", uid, after).
+		Where("m.to_uid = ? AND m.sort_key > ? AND (m.sort_key > ? OR (m.is_read = 0 AND m.id <> ?))", uid, from, after, after).
 		OrderExpr("m.sort_key ASC").Limit(int64(limit)).Scan(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("list messages of %d after %d: %w", uid, after, err)
+		return nil, fmt.Errorf("list messages of %d to resume after %d: %w", uid, after, err)
 	}
 	return out, nil
 }
