@@ -41,6 +41,11 @@ type Config struct {
 	// calls or more, so a lone message is not delayed. Zero means 1ms;
 	// negative turns it off. Env PUSHDESK_INGEST_LINGER ("0" is off).
 	IngestLinger time.Duration
+	// WorkerShutdown is how long a stopping worker waits for the tasks it
+	// runs; they are cancelled WorkerShutdown/5 before that, so each ends
+	// as a failure (retried as such) rather than being pushed back to the
+	// queue as if it never ran. Zero means 10s. Not an env setting.
+	WorkerShutdown time.Duration
 	// QueuePoll is how often an idle asynq worker polls its queues.
 	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
@@ -166,6 +171,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.IngestLinger == 0 {
 		c.IngestLinger = time.Millisecond
+	}
+	if c.WorkerShutdown <= 0 {
+		c.WorkerShutdown = 10 * time.Second
 	}
 	if c.QueuePoll <= 0 {
 		c.QueuePoll = 2 * time.Millisecond

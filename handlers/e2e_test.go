@@ -153,7 +153,13 @@ func post(tb testing.TB, path, bearer, body string) (int, map[string]any) {
 
 func do(tb testing.TB, method, path, bearer, body string) (int, map[string]any) {
 	tb.Helper()
-	req, err := http.NewRequest(method, baseURL+path, strings.NewReader(body))
+	return doAt(tb, baseURL, method, path, bearer, body)
+}
+
+// doAt is do against the server at base.
+func doAt(tb testing.TB, base, method, path, bearer, body string) (int, map[string]any) {
+	tb.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -29,8 +29,10 @@ type Server struct {
 	internalLn       net.Listener
 	queue            *asynq.Client
 	workers          []*asynq.Server
+	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.NewServers)
 	scheduler        *asynq.PeriodicTaskManager
 	draining         atomic.Bool
+	shutdown         sync.Once
 }
 
 // NewServer wires routes, the queue client and (unless disabled) the
@@ -44,7 +46,9 @@ func NewServer(a *app.App) (*Server, error) {
 	a.Queue = jobs.Queue{Client: s.queue}
 	a.Broadcasts = jobs.Queue{Client: s.queue}
 	if a.Cfg.RunWorkers {
-		s.workers = jobs.NewServers(redisOpt, a.Cfg, a.Log)
+		var tasks context.Context
+		tasks, s.cancelTasks = context.WithCancel(context.Background())
+		s.workers = jobs.NewServers(redisOpt, a.Cfg, a.Log, tasks)
 		if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
 			return nil, err
 		}
@@ -176,6 +180,10 @@ func (s *Server) InternalAddr() string {
 // stop the listeners, let the worker finish its in-flight tasks, then
 // flush the batch writers and close Redis and MySQL.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.shutdown.Do(func() { s.shutdownOnce(ctx) })
+}
+
+func (s *Server) shutdownOnce(ctx context.Context) {
 	s.draining.Store(true)
 	n := s.App.CloseClients(hub.CloseRestart, "server restart", 3*time.Second)
 	s.App.Log.Info("draining", "clients", n)
@@ -194,6 +202,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, w := range s.workers {
 		wg.Go(w.Shutdown)
+	}
+	if s.cancelTasks != nil {
+		defer time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks).Stop()
 	}
 	wg.Wait()
 	s.App.Close()

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -25,7 +26,13 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 // delivery rate, so several run side by side. A loop sleeps only when the
 // queues are empty, so the extra ones poll ten times less often: they
 // help under load and cost little when idle.
-func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) []*asynq.Server {
+//
+// Their tasks run under base: cancel it before cfg.WorkerShutdown is up
+// (see CancelTasksAt). A task asynq gives up on at shutdown is pushed back
+// to its queue with its retry count unchanged, so its next run would take
+// it for a first attempt and count its messages again; a task whose
+// context ends fails instead, and its retry knows it is one.
+func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) []*asynq.Server {
 	n := max(cfg.WorkerLoops, 1)
 	out := make([]*asynq.Server, n)
 	for i := range out {
@@ -34,7 +41,7 @@ func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) []*a
 		if i > 0 {
 			per.QueuePoll = 10 * cfg.QueuePoll
 		}
-		out[i] = newServer(redis, per, log)
+		out[i] = newServer(redis, per, log, base)
 	}
 	return out
 }
@@ -42,13 +49,14 @@ func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) []*a
 // newServer configures one asynq server for a's settings. The fast queue
 // gets most of the workers' attention; an idle worker polls every
 // QueuePoll (asynq's 1 s default would put a second on delivery).
-func newServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) *asynq.Server {
+func newServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) *asynq.Server {
 	return asynq.NewServer(redis, asynq.Config{
+		BaseContext:              func() context.Context { return base },
 		Concurrency:              cfg.WorkerConcurrency,
 		Queues:                   map[string]int{QueueFast: 8, QueueDelayed: 1},
 		TaskCheckInterval:        cfg.QueuePoll,
 		DelayedTaskCheckInterval: time.Second,
-		ShutdownTimeout:          10 * time.Second,
+		ShutdownTimeout:          cfg.WorkerShutdown,
 		// Retries come quickly (1 s, 2 s, 4 s … 64 s): a delivery that failed
 		// on a passing fault should not wait asynq's default 15–45 s.
 		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration { return time.Second << min(n, 6) },
@@ -62,6 +70,10 @@ func newServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger) *asyn
 		LogLevel:         asynq.WarnLevel,
 	})
 }
+
+// CancelTasksAt is how long after a worker shutdown starts its tasks'
+// base context must be cancelled: before asynq's own deadline.
+func CancelTasksAt(cfg app.Config) time.Duration { return cfg.WorkerShutdown - cfg.WorkerShutdown/5 }
 
 type slogAdapter struct{ l *slog.Logger }
 

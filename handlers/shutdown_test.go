@@ -1,0 +1,84 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/hibiken/asynq"
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/jobs"
+	"github.com/redis/rueidis"
+)
+
+// A worker stopping while a delivery waits on its commit must not let that
+// delivery run again as a first attempt: the message was counted already,
+// and a second first attempt would count it twice. The delivery is
+// cancelled before asynq's own deadline, fails, and its retry rebuilds the
+// counts instead.
+func TestShutdownMidDeliveryCountsOnce(t *testing.T) {
+	const redisURL = "redis://127.0.0.1:6379/13" // a queue of its own: the shared test server must not take the task
+	r, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}, SelectDB: 13, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Do(context.Background(), r.B().Flushdb().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	config := func(c *app.Config) {
+		c.RedisURL, c.RunWorkers, c.WorkerShutdown = redisURL, true, 2*time.Second
+	}
+	s1 := startServer(t, config)
+	base1 := "http://" + s1.Addr()
+	h := newCommitHold(t)
+	// The user's counter hash exists (a delivery only counts into one).
+	if code, b := doAt(t, base1, http.MethodGet, "/api/v1/me/unread", mint(t, h.uid), ""); code != 200 || b["total"] != float64(0) {
+		t.Fatalf("unread = %d %v, want 0", code, b)
+	}
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+s1.Addr()+"/ws?token="+mint(t, h.uid), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ws := &wsClient{tb: t, conn: conn}
+	ws.until("hello")
+
+	release := h.hold()
+	code, body := doAt(t, base1, http.MethodPost, "/internal/v1/messages", testIngestKey,
+		fmt.Sprintf(`{"to_uids":[%d,%d],"kind":"comment","body":{"text":"mid-shutdown"}}`, h.blocker, h.uid))
+	if code != 202 {
+		t.Fatalf("ingest = %d %v", code, body)
+	}
+	if u := ws.until("unread"); u.num("total") != 1 { // counted and pushed, commit held
+		t.Fatalf("unread frame = %v, want total 1", u)
+	}
+	// Stop the worker while the commit is held; let it go only after
+	// asynq's shutdown deadline has passed.
+	time.AfterFunc(3*time.Second, release)
+	s1.Shutdown(context.Background())
+
+	s2 := startServer(t, config)
+	inspect := asynq.NewInspector(asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 13})
+	defer inspect.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		q, err := inspect.GetQueueInfo(jobs.QueueFast)
+		if err == nil && q.Pending+q.Active+q.Scheduled+q.Retry == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not drained: %+v %v", q, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, b := doAt(t, "http://"+s2.Addr(), http.MethodGet, "/api/v1/me/unread", mint(t, h.uid), ""); code != 200 || b["total"] != float64(1) {
+		t.Fatalf("unread after the restart = %d %v, want total 1", code, b)
+	}
+	if n := countRows(t, h.uid); n != 1 {
+		t.Fatalf("%d rows, want 1", n)
+	}
+}
