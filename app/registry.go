@@ -121,12 +121,16 @@ func (a *App) renewNode(ctx context.Context) error {
 
 // retire removes this instance's registry entries at a graceful stop
 // (after every client was disconnected).
+// If the sweep fails the instance stays listed, dead (no alive key), and a
+// survivor sweeps it.
 func (a *App) retire(ctx context.Context) {
-	a.Redis.DoMulti(ctx,
-		a.Redis.B().Del().Key(keyAlive(a.Instance), keyInstanceStats(a.Instance)).Build(),
-		a.Redis.B().Srem().Key(keyInstances).Member(a.Instance).Build())
+	a.Redis.Do(ctx, a.Redis.B().Del().Key(keyAlive(a.Instance), keyInstanceStats(a.Instance)).Build())
 	releaseScript.Exec(ctx, a.Redis, []string{keyNodeLease(a.node.Load())}, []string{a.Instance})
-	a.sweep(ctx, a.Instance)
+	if err := a.sweep(ctx, a.Instance); err != nil {
+		a.Log.Warn("retire: sweep of own connections failed; a survivor will finish it", "err", err)
+		return
+	}
+	a.Redis.Do(ctx, a.Redis.B().Srem().Key(keyInstances).Member(a.Instance).Build())
 }
 
 // keepAlive refreshes the alive key and stats, reconciles the registry
@@ -250,7 +254,12 @@ func (a *App) sweepDead(ctx context.Context) error {
 			continue
 		}
 		a.Log.Warn("instance is gone, cleaning up its connections", "dead", inst)
-		a.sweep(ctx, inst)
+		if err := a.sweep(ctx, inst); err != nil {
+			// Still listed, so the next pass (here or elsewhere) tries again.
+			a.Log.Warn("sweep failed, will retry", "dead", inst, "err", err)
+			a.Redis.Do(ctx, a.Redis.B().Del().Key(keySweep(inst)).Build())
+			continue
+		}
 		a.Redis.DoMulti(ctx,
 			a.Redis.B().Srem().Key(keyInstances).Member(inst).Build(),
 			a.Redis.B().Del().Key(keyInstanceStats(inst)).Build())
@@ -259,16 +268,15 @@ func (a *App) sweepDead(ctx context.Context) error {
 }
 
 // sweep removes every connection of inst from the registry, in batches,
-// and logs them as lost.
-func (a *App) sweep(ctx context.Context, inst string) {
+// and logs them as lost. It is safe to repeat after a failure.
+func (a *App) sweep(ctx context.Context, inst string) error {
 	key := keyInstanceConns(inst)
 	var cursor uint64
 	now := time.Now().UTC()
 	for {
 		e, err := a.Redis.Do(ctx, a.Redis.B().Hscan().Key(key).Cursor(cursor).Count(sweepBatch).Build()).AsScanEntry()
 		if err != nil {
-			a.Log.Warn("sweep scan", "instance", inst, "err", err)
-			return
+			return fmt.Errorf("scan connections of %s: %w", inst, err)
 		}
 		var execs []rueidis.LuaExec
 		for i := 0; i+1 < len(e.Elements); i += 2 {
@@ -280,13 +288,17 @@ func (a *App) sweep(ctx context.Context, inst string) {
 			}
 		}
 		if len(execs) > 0 {
-			sweepUserScript.ExecMulti(ctx, a.Redis, execs...)
+			for _, r := range sweepUserScript.ExecMulti(ctx, a.Redis, execs...) {
+				if err := r.Error(); err != nil {
+					return fmt.Errorf("drop %s from its users: %w", inst, err)
+				}
+			}
 		}
 		if cursor = e.Cursor; cursor == 0 {
 			break
 		}
 	}
-	a.Redis.Do(ctx, a.Redis.B().Del().Key(key).Build())
+	return a.Redis.Do(ctx, a.Redis.B().Del().Key(key).Build()).Error()
 }
 
 // Presence is GET /internal/v1/users/{uid}/presence.
