@@ -169,7 +169,7 @@ func (a *App) LastSeen(ctx context.Context, uids []uint64) ([]time.Time, error) 
 			out[i] = t
 		}
 		if ok {
-			a.cacheSeen(ctx, u, t)
+			a.fillSeen(ctx, u, t)
 		} else {
 			a.Redis.Do(ctx, a.Redis.B().Set().Key(keySeen(u)).Value("0").Nx().Ex(neverSeenTTL).Build())
 		}
@@ -178,9 +178,18 @@ func (a *App) LastSeen(ctx context.Context, uids []uint64) ([]time.Time, error) 
 }
 
 func (a *App) cacheSeen(ctx context.Context, uid uint64, t time.Time) {
-	ttl := a.Cfg.ReleaseAfter + 24*time.Hour
-	a.Redis.Do(ctx, a.Redis.B().Set().Key(keySeen(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(ttl).Build())
+	a.Redis.Do(ctx, a.Redis.B().Set().Key(keySeen(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Ex(a.seenTTL()).Build())
 }
+
+// fillSeen caches a last seen read from MySQL, unless a fresher one was
+// cached meanwhile: MySQL's copy is written in batches and lags, and an
+// old value put back over a connect's would route the user as away (or
+// release their messages) until their next touch.
+func (a *App) fillSeen(ctx context.Context, uid uint64, t time.Time) {
+	a.Redis.Do(ctx, a.Redis.B().Set().Key(keySeen(uid)).Value(strconv.FormatInt(t.UnixMilli(), 10)).Nx().Ex(a.seenTTL()).Build())
+}
+
+func (a *App) seenTTL() time.Duration { return a.Cfg.ReleaseAfter + 24*time.Hour }
 
 // touchSeen records that uid is active now (connect, disconnect,
 // heartbeat): in Redis at once, in MySQL through the batch writer.

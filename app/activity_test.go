@@ -77,3 +77,20 @@ func TestFastRouteCache(t *testing.T) {
 		}
 	})
 }
+
+// A last seen read from MySQL (which lags) never replaces a fresher one a
+// connect cached meanwhile.
+func TestFillSeenKeepsAFresherValue(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const uid = 77
+	a.touchSeen(ctx, uid)
+	a.fillSeen(ctx, uid, time.Now().Add(-30*24*time.Hour))
+	seen, err := a.LastSeen(ctx, []uint64{uid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(seen[0]) > time.Minute {
+		t.Fatalf("last seen = %v, want the connect's (now)", seen[0])
+	}
+}
