@@ -46,6 +46,11 @@ type Config struct {
 	// as a failure (retried as such) rather than being pushed back to the
 	// queue as if it never ran. Zero means 10s. Not an env setting.
 	WorkerShutdown time.Duration
+	// CORSOrigins lists the browser origins (comma-separated, or "*") that
+	// may call the user API and open /sse from pages of their own. Tokens
+	// travel in a header or the query, never in cookies, so "*" lets no
+	// site act for a user. Env PUSHDESK_CORS_ORIGINS, default "*".
+	CORSOrigins string
 	// QueuePoll is how often an idle asynq worker polls its queues.
 	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
@@ -101,6 +106,7 @@ func ConfigFromEnv() (Config, error) {
 		AdminPassword: os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
 		RunWorkers:    os.Getenv("PUSHDESK_WORKERS") != "0",
 		AuthURL:       os.Getenv("PUSHDESK_AUTH_URL"),
+		CORSOrigins:   env("PUSHDESK_CORS_ORIGINS", "*"),
 	}
 	var err error
 	if c.Heartbeat, err = envDuration("PUSHDESK_HEARTBEAT"); err != nil {

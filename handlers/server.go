@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -108,13 +109,20 @@ func (s *Server) routePublic(f *fiber.App) {
 		}
 		return c.JSON(fiber.Map{"status": "ready"})
 	})
-	me := f.Group("/api/v1/me", userAuth(a))
+	// Browsers on the main site's pages call these from another origin.
+	browser := cors.New(cors.Config{
+		AllowOrigins: a.Cfg.CORSOrigins,
+		AllowMethods: "GET,POST",
+		AllowHeaders: "Authorization, Content-Type, Last-Event-ID",
+		MaxAge:       600,
+	})
+	me := f.Group("/api/v1/me", browser, userAuth(a))
 	me.Get("/unread", getUnread(a))
 	me.Get("/messages", getMessages(a))
 	me.Post("/read", postRead(a))
 	me.Post("/ack", postAck(a))
 	f.Get("/ws", userAuth(a), wsUpgrade(s), wsHandler(s))
-	f.Get("/sse", userAuth(a), sseHandler(s))
+	f.Get("/sse", browser, userAuth(a), sseHandler(s))
 	web.Mount(f)
 	f.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 }
