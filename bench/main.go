@@ -41,6 +41,7 @@ type config struct {
 	dialConc   int
 	uidBase    uint64
 	pids       []int
+	storePids  []int
 	mode       string
 	broadcasts int
 	quiet      time.Duration
@@ -55,7 +56,7 @@ func main() {
 	// server's latency. Collect rarely.
 	debug.SetGCPercent(400)
 	var cfg config
-	var urls, pids string
+	var urls, pids, storePids string
 	flag.StringVar(&urls, "urls", "http://127.0.0.1:8080", "comma-separated public base URLs (clients spread over them)")
 	flag.StringVar(&cfg.ingest, "ingest", "", "internal base URL for posts (default: the first of -urls)")
 	flag.StringVar(&cfg.secret, "secret", envOr("PUSHDESK_JWT_SECRET", "dev-jwt-secret"), "JWT secret")
@@ -66,6 +67,7 @@ func main() {
 	flag.IntVar(&cfg.dialConc, "dial", 64, "concurrent dials")
 	flag.Uint64Var(&cfg.uidBase, "uid-base", 0, "first user id (default: random, so runs do not share users)")
 	flag.StringVar(&pids, "pid", "", "comma-separated server pids, for RSS per connection")
+	flag.StringVar(&storePids, "store-pids", "", "comma-separated pids of the stores (Redis, MariaDB), for their CPU use")
 	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, or observe (count broadcasts another bench process posts)")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "broadcasts to send, 0.5 s apart (broadcast mode)")
 	flag.Int64Var(&cfg.postAt, "post-at", 0, "unix time to start posting at (to line up several bench processes)")
@@ -77,11 +79,8 @@ func main() {
 	if cfg.ingest == "" {
 		cfg.ingest = cfg.urls[0]
 	}
-	for _, p := range strings.Split(pids, ",") {
-		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
-			cfg.pids = append(cfg.pids, n)
-		}
-	}
+	cfg.pids = parsePids(pids)
+	cfg.storePids = parsePids(storePids)
 	if cfg.uidBase == 0 {
 		cfg.uidBase = uint64(rand.IntN(1_000_000))*1_000_000 + 1
 	}
@@ -89,6 +88,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+func parsePids(s string) []int {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func envOr(k, def string) string {
@@ -167,6 +176,29 @@ func rssKB(pids []int) int64 {
 				f := strings.Fields(line)
 				n, _ := strconv.ParseInt(f[1], 10, 64)
 				total += n
+			}
+		}
+	}
+	return total
+}
+
+// cpuTicks returns the user+system CPU time the processes have used, in
+// clock ticks (1/100 s on Linux).
+func cpuTicks(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): utime
+		// and stime are the 12th and 13th.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) > 12 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				s, _ := strconv.ParseInt(f[12], 10, 64)
+				total += u + s
 			}
 		}
 	}
@@ -347,6 +379,7 @@ func direct(cfg config, live []*client, st *stats) error {
 	var pubLat []time.Duration
 	var pubMu sync.Mutex
 	start := time.Now()
+	cpu0, store0 := cpuTicks(cfg.pids), cpuTicks(cfg.storePids)
 	var wg sync.WaitGroup
 	for range cfg.publishers {
 		wg.Add(1)
@@ -386,6 +419,7 @@ func direct(cfg config, live []*client, st *stats) error {
 	}
 	got := st.received.Load()
 	span := time.Duration(st.lastRecv.Load() - start.UnixNano())
+	cpu, store := cpuTicks(cfg.pids)-cpu0, cpuTicks(cfg.storePids)-store0
 	closeAll(live) // readers stop; their latency lists are then safe to read
 	var lat []time.Duration
 	for _, c := range live {
@@ -396,6 +430,12 @@ func direct(cfg config, live []*client, st *stats) error {
 		cfg.msgs, pubDur.Round(time.Millisecond), postErrs.Load(), float64(cfg.msgs)/pubDur.Seconds(), pct(pubLat, 50), pct(pubLat, 99))
 	fmt.Printf("delivered %d/%d in %v: %.0f delivered/s\n", got, want, span.Round(time.Millisecond), float64(got)/span.Seconds())
 	fmt.Printf("publish→receive latency: p50 %v  p90 %v  p99 %v  max %v\n", pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 100))
+	if len(cfg.pids) > 0 && got > 0 {
+		fmt.Printf("server CPU while posting: %.2f s, %.0f µs per message\n", float64(cpu)/100, float64(cpu)*1e4/float64(got))
+	}
+	if len(cfg.storePids) > 0 && got > 0 {
+		fmt.Printf("stores' CPU while posting: %.2f s, %.0f µs per message\n", float64(store)/100, float64(store)*1e4/float64(got))
+	}
 	if got < want {
 		return fmt.Errorf("%d messages not delivered", want-got)
 	}
