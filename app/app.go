@@ -119,14 +119,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return a.Queue.EnqueueDeliver(ctx, ds)
 	})
 	// Messages are pushed before their commit, so under load (the batch
-	// before held 16 rows or more) a shard batch may wait up to 10 ms to
-	// grow, and one flusher writes them: fewer, bigger transactions
-	// (fewer commits and fsyncs). Alternating runs at 2,000 clients: one
-	// flusher at 5 ms beat two eager ones (~6,600 vs ~6,100 delivered/s)
-	// and two lingering ones (6,431 / 7,476 vs 6,206 / 6,984); 10 ms beat
-	// 5 ms (6,862 / 6,104 / 6,731 vs 6,542 / 5,673 / 5,528); 20 ms was no
-	// better. The wait also delays acks and reads of pushed ids (settle).
-	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 1, Linger: 10 * time.Millisecond, LingerFrom: 16}, a.Repo.InsertMessages)
+	// before held 16 rows or more) a shard batch may wait up to
+	// shardLinger to grow, and one flusher writes them.
+	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 1, Linger: shardLinger, LingerFrom: 16}, a.Repo.InsertMessages)
 	a.connLog = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "connection log", a.Repo.InsertConnEvents))
 	a.lastSeen = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "last seen", a.Repo.UpsertLastSeen))
 	if err := a.announce(ctx); err != nil {
@@ -138,6 +133,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	go a.keepAlive()
 	return a, nil
 }
+
+// shardLinger is how long, under load, a batch of messages waits for
+// more before it is written. MariaDB's cost is mostly per statement, and a
+// batch holds one INSERT per shard table it touches: a batch of a few
+// dozen rows over 128 tables is a statement per row or two. Waiting is
+// cheap for the user, who was pushed the message before its commit; what
+// reads a pushed id waits for the commit (settle), and the task stays on
+// the queue until it, so nothing is lost meanwhile.
+//
+// Measured (BENCH.md method, 2,000 clients, 20,000 messages, alternating
+// runs), MariaDB's CPU per message and the delivery rate: 10 ms, 36–45 µs
+// and 6,500–7,300/s; 60 ms, 24–26 µs; 100 ms, 18–21 µs and 7,600–8,600/s;
+// 200 ms, 16 µs but a worse p99 (29 and 44 ms against 19–26 ms). Eight
+// writers with an eighth of the tables each (at 100 ms) were worse than
+// one: 24–34 µs, since each commit costs too. Before that, one flusher had
+// beaten two, and 10 ms had beaten 5 ms.
+const shardLinger = 100 * time.Millisecond
 
 // logged wraps a fire-and-forget flush: it retries a failed write three
 // times (0.2 s, 0.4 s, 0.8 s apart) and logs what could not be written.
