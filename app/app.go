@@ -54,8 +54,9 @@ type App struct {
 	lastSeen    *Batcher[models.LastSeen]
 	fast        fastCache
 
-	mismatches int           // registry refreshes in a row that found drift (keepAlive only)
-	node       atomic.Uint64 // the id-generator node this instance leases
+	onWake     atomic.Pointer[func()] // see SetOnWake
+	mismatches int                    // registry refreshes in a row that found drift (keepAlive only)
+	node       atomic.Uint64          // the id-generator node this instance leases
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -51,8 +51,10 @@ type Config struct {
 	// travel in a header or the query, never in cookies, so "*" lets no
 	// site act for a user. Env PUSHDESK_CORS_ORIGINS, default "*".
 	CORSOrigins string
-	// QueuePoll is how often an idle asynq worker polls its queues.
-	// Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
+	// QueuePoll is how often the worker loop that serves both queues
+	// polls them when idle, over 10 when it is the only loop; the loops
+	// that serve only the fast queue wait up to 50 × QueuePoll for a wake
+	// (see jobs.Waker). Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
 	// MySQLMaxConns caps this process's MySQL connections. Zero means 32.
 	// Env PUSHDESK_MYSQL_MAX_CONNS.

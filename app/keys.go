@@ -19,6 +19,10 @@ func keyUserConns(uid uint64) string { return keyPrefix + "uconn:" + u64(uid) }
 // keyInstanceChannel is the pub/sub channel an instance listens on.
 func keyInstanceChannel(instance string) string { return keyPrefix + "inst:" + instance }
 
+// keyWakeChannel carries wakes for the worker loops of every process from
+// processes that enqueue but run no workers (see App.PublishWake).
+const keyWakeChannel = keyPrefix + "wake"
+
 // keyNodeCounter suggests id-generator node numbers; keyNodeLease(n) is
 // held by the instance using node n (refreshed with its alive key).
 const keyNodeCounter = keyPrefix + "node"

@@ -125,7 +125,13 @@ func (a *App) listen() {
 	defer a.wg.Done()
 	ch := keyInstanceChannel(a.Instance)
 	for a.ctx.Err() == nil {
-		err := a.Redis.Receive(a.ctx, a.Redis.B().Subscribe().Channel(ch).Build(), func(m rueidis.PubSubMessage) {
+		err := a.Redis.Receive(a.ctx, a.Redis.B().Subscribe().Channel(ch, keyWakeChannel).Build(), func(m rueidis.PubSubMessage) {
+			if m.Channel == keyWakeChannel {
+				if f := a.onWake.Load(); f != nil {
+					(*f)()
+				}
+				return
+			}
 			msg := []byte(m.Message)
 			if rest, ok := bytes.CutPrefix(msg, []byte("B\n")); ok { // a broadcast: fan out off the pipeline
 				live, frame, err := decodeBroadcastEnvelope(rest)
@@ -151,5 +157,21 @@ func (a *App) listen() {
 		case <-time.After(500 * time.Millisecond):
 		case <-a.ctx.Done():
 		}
+	}
+}
+
+// SetOnWake makes wakes published by other processes (PublishWake) call
+// f: the worker loops' Waker, in a process that runs workers.
+func (a *App) SetOnWake(f func()) { a.onWake.Store(&f) }
+
+// PublishWake tells the worker loops of every process that fast work was
+// enqueued: what a process without workers does after an enqueue, since
+// it has no loops of its own to wake. Best effort: a loop that misses it
+// finds the work by polling.
+func (a *App) PublishWake() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyWakeChannel).Message("1").Build()).Error(); err != nil {
+		a.Log.Warn("publish wake", "err", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
 )
@@ -81,6 +82,31 @@ func TestUnreadFrameMatchesEncodingJSON(t *testing.T) {
 		want := mustJSON(unreadFrame{Type: "unread", Unread: u})
 		if got := appendUnreadFrame(nil, u); string(got) != string(want) {
 			t.Errorf("appendUnreadFrame = %s\nencoding/json    = %s", got, want)
+		}
+	}
+}
+
+// A process without workers wakes every process's worker loops through
+// pub/sub.
+func TestPublishWakeReachesOnWake(t *testing.T) {
+	a := testApp(t)
+	got := make(chan struct{}, 1)
+	a.SetOnWake(func() {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for { // the subscription starts in the background: publish until it is up
+		a.PublishWake()
+		select {
+		case <-got:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a published wake never reached OnWake")
 		}
 	}
 }

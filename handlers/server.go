@@ -29,8 +29,8 @@ type Server struct {
 	publicLn         net.Listener
 	internalLn       net.Listener
 	queue            *asynq.Client
-	workers          []*asynq.Server
-	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.NewServers)
+	workers          *jobs.Workers      // nil with PUSHDESK_WORKERS=0
+	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.Workers)
 	scheduler        *asynq.PeriodicTaskManager
 	draining         atomic.Bool
 	shutdown         sync.Once
@@ -44,16 +44,23 @@ func NewServer(a *app.App) (*Server, error) {
 		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err)
 	}
 	s := &Server{App: a, queue: asynq.NewClient(redisOpt)}
-	a.Queue = jobs.Queue{Client: s.queue}
-	a.Broadcasts = jobs.Queue{Client: s.queue}
+	// Enqueued fast work wakes this process's worker loops or, in a
+	// process without them, everyone's (see jobs.Waker).
+	wake := func() { go a.PublishWake() }
 	if a.Cfg.RunWorkers {
 		var tasks context.Context
 		tasks, s.cancelTasks = context.WithCancel(context.Background())
-		s.workers = jobs.NewServers(redisOpt, a.Cfg, a.Log, tasks)
+		if s.workers, err = jobs.NewWorkers(redisOpt, a.Cfg, a.Log, tasks); err != nil {
+			return nil, err
+		}
+		wake = s.workers.Waker().Wake
+		a.SetOnWake(wake)
 		if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
 			return nil, err
 		}
 	}
+	a.Queue = jobs.Queue{Client: s.queue, Wake: wake}
+	a.Broadcasts = jobs.Queue{Client: s.queue, Wake: wake}
 	s.public = newFiber(a)
 	ops := s.public
 	if a.Cfg.InternalAddr != "" {
@@ -152,12 +159,9 @@ func (s *Server) Start() error {
 		go s.serve(s.internal, s.internalLn)
 	}
 	go s.serve(s.public, s.publicLn)
-	if len(s.workers) > 0 {
-		mux := jobs.NewMux(s.App, jobs.Queue{Client: s.queue})
-		for _, w := range s.workers {
-			if err := w.Start(mux); err != nil {
-				return fmt.Errorf("start worker: %w", err)
-			}
+	if s.workers != nil {
+		if err := s.workers.Start(jobs.NewMux(s.App, jobs.Queue{Client: s.queue, Wake: s.workers.Waker().Wake})); err != nil {
+			return err
 		}
 		if err := s.scheduler.Start(); err != nil {
 			return fmt.Errorf("start scheduler: %w", err)
@@ -207,14 +211,11 @@ func (s *Server) shutdownOnce(ctx context.Context) {
 	if s.scheduler != nil {
 		s.scheduler.Shutdown()
 	}
-	var wg sync.WaitGroup
-	for _, w := range s.workers {
-		wg.Go(w.Shutdown)
+	if s.workers != nil {
+		stop := time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks)
+		s.workers.Shutdown()
+		stop.Stop()
 	}
-	if s.cancelTasks != nil {
-		defer time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks).Stop()
-	}
-	wg.Wait()
 	s.App.Close()
 	_ = s.queue.Close() // after App.Close: its ingest batcher flushes into the queue
 }

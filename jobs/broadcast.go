@@ -46,6 +46,9 @@ func (q Queue) EnqueueBroadcast(ctx context.Context, id uint64, at time.Time) er
 	if _, err := q.Client.EnqueueContext(ctx, NewBroadcastTask(id), opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue broadcast: %w", err)
 	}
+	if !at.After(time.Now()) {
+		q.wake()
+	}
 	return nil
 }
 

@@ -77,7 +77,18 @@ func (h DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 }
 
 // Queue enqueues app work as asynq tasks. It implements app.Enqueuer.
-type Queue struct{ Client *asynq.Client }
+// Wake, if set, is called after fast work is enqueued for at once (see
+// Waker).
+type Queue struct {
+	Client *asynq.Client
+	Wake   func()
+}
+
+func (q Queue) wake() {
+	if q.Wake != nil {
+		q.Wake()
+	}
+}
 
 var _ app.Enqueuer = Queue{}
 
@@ -90,6 +101,7 @@ func (q Queue) EnqueueDeliver(ctx context.Context, ds []*app.Delivery) error {
 	if _, err := q.Client.EnqueueContext(ctx, t); err != nil {
 		return fmt.Errorf("enqueue delivery: %w", err)
 	}
+	q.wake()
 	return nil
 }
 

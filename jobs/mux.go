@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/redis/go-redis/v9"
 )
 
 // NewMux registers every task handler.
@@ -20,40 +22,106 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 	return mux
 }
 
-// NewServers configures cfg.WorkerLoops asynq servers that share
-// cfg.WorkerConcurrency. An asynq server dequeues one task per Redis round
-// trip on one loop; under load that loop, not the handlers, caps the
-// delivery rate, so several run side by side. A loop sleeps only when the
-// queues are empty, so the extra ones poll ten times less often: they
-// help under load and cost little when idle.
+// Workers are this process's asynq servers: cfg.WorkerLoops of them
+// share cfg.WorkerConcurrency. An asynq server dequeues one task per Redis
+// round trip on one loop; under load that loop, not the handlers, caps the
+// delivery rate, so several run side by side. All but the last serve the
+// fast queue only and, when it is empty, wait on the Waker rather than
+// poll (see Waker). The last serves both queues and polls, every 10 ×
+// QueuePoll when there are other loops: it takes the delayed queue's work
+// and whatever fast work arrives without a wake. A single loop serves
+// both queues and polls every QueuePoll.
 //
 // Their tasks run under base: cancel it before cfg.WorkerShutdown is up
 // (see CancelTasksAt). A task asynq gives up on at shutdown is pushed back
 // to its queue with its retry count unchanged, so its next run would take
 // it for a first attempt and count its messages again; a task whose
 // context ends fails instead, and its retry knows it is one.
-func NewServers(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) []*asynq.Server {
-	n := max(cfg.WorkerLoops, 1)
-	out := make([]*asynq.Server, n)
-	for i := range out {
-		per := cfg
-		per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
-		if i > 0 {
-			per.QueuePoll = 10 * cfg.QueuePoll
-		}
-		out[i] = newServer(redis, per, log, base)
-	}
-	return out
+type Workers struct {
+	servers []*asynq.Server
+	clients []redis.UniversalClient // the fast loops' (asynq leaves a client it was given open)
+	waker   *Waker
 }
 
-// newServer configures one asynq server for a's settings. The fast queue
-// gets most of the workers' attention; an idle worker polls every
-// QueuePoll (asynq's 1 s default would put a second on delivery).
-func newServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) *asynq.Server {
-	return asynq.NewServer(redis, asynq.Config{
+// wakeIdleFactor: a fast loop waits for a wake up to this many times
+// QueuePoll (100 ms by default) before it asks Redis again; the wait is
+// what keeps an idle instance's Redis traffic small.
+const wakeIdleFactor = 50
+
+// NewWorkers configures the worker loops (see Workers).
+func NewWorkers(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) (*Workers, error) {
+	n := max(cfg.WorkerLoops, 1)
+	per := cfg
+	per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
+	w, err := newFastLoops(opt, per, log, base, n-1)
+	if err != nil {
+		return nil, err
+	}
+	if n > 1 {
+		per.QueuePoll = 10 * cfg.QueuePoll
+	}
+	w.servers = append(w.servers, asynq.NewServer(opt, serverConfig(per, log, base, map[string]int{QueueFast: 8, QueueDelayed: 1})))
+	return w, nil
+}
+
+// newFastLoops configures n loops that serve only the fast queue and
+// wait on the Waker, each with cfg.WorkerConcurrency workers.
+func newFastLoops(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context, n int) (*Workers, error) {
+	w := &Workers{waker: NewWaker(wakeIdleFactor * cfg.QueuePoll)}
+	for range n {
+		c, ok := opt.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			w.closeClients()
+			return nil, fmt.Errorf("asynq redis option %T makes no go-redis client", opt)
+		}
+		c.AddHook(w.waker.hook())
+		w.clients = append(w.clients, c)
+		w.servers = append(w.servers, asynq.NewServerFromRedisClient(c, serverConfig(cfg, log, base, map[string]int{QueueFast: 1})))
+	}
+	return w, nil
+}
+
+// Waker wakes the fast loops; nil-safe to call Wake on.
+func (w *Workers) Waker() *Waker { return w.waker }
+
+// Start runs every loop with mux.
+func (w *Workers) Start(mux *asynq.ServeMux) error {
+	for _, s := range w.servers {
+		if err := s.Start(mux); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+	}
+	return nil
+}
+
+// Shutdown ends the waits, then stops every loop side by side (each waits
+// for its running tasks up to cfg.WorkerShutdown), then closes the fast
+// loops' clients. Safe to call more than once.
+func (w *Workers) Shutdown() {
+	w.waker.Close()
+	var wg sync.WaitGroup
+	for _, s := range w.servers {
+		wg.Go(s.Shutdown)
+	}
+	wg.Wait()
+	w.closeClients()
+}
+
+func (w *Workers) closeClients() {
+	for _, c := range w.clients {
+		_ = c.Close()
+	}
+	w.clients = nil
+}
+
+// serverConfig configures one asynq server for cfg's settings and the
+// given queues. An idle loop polls every QueuePoll (asynq's 1 s default
+// would put a second on delivery).
+func serverConfig(cfg app.Config, log *slog.Logger, base context.Context, queues map[string]int) asynq.Config {
+	return asynq.Config{
 		BaseContext:              func() context.Context { return base },
 		Concurrency:              cfg.WorkerConcurrency,
-		Queues:                   map[string]int{QueueFast: 8, QueueDelayed: 1},
+		Queues:                   queues,
 		TaskCheckInterval:        cfg.QueuePoll,
 		DelayedTaskCheckInterval: time.Second,
 		ShutdownTimeout:          cfg.WorkerShutdown,
@@ -68,7 +136,7 @@ func newServer(redis asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base 
 		GroupMaxSize:     500,
 		Logger:           slogAdapter{log.With("component", "asynq")},
 		LogLevel:         asynq.WarnLevel,
-	})
+	}
 }
 
 // CancelTasksAt is how long after a worker shutdown starts its tasks'
