@@ -169,6 +169,32 @@ func (a *App) Ingest(ctx context.Context, req *IngestRequest) (*IngestResult, er
 }
 
 func (a *App) ingestNow(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	p, err := a.planIngest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	// The delayed part first: if the fast enqueue then fails, the caller's
+	// retry repeats at most the low-priority part (with an idempotency key,
+	// not even that: see ingestClaimed).
+	if err := a.enqueueSlow(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := a.enqueueFast(ctx, p); err != nil {
+		return nil, err
+	}
+	return p.Result, nil
+}
+
+// ingestPlan is an ingest call's answer and its deliveries by queue (nil
+// when a queue gets none).
+type ingestPlan struct {
+	Result *IngestResult `json:"result"`
+	Fast   *Delivery     `json:"fast,omitempty"`
+	Slow   *Delivery     `json:"slow,omitempty"`
+}
+
+// planIngest assigns ids and routes each recipient by activity.
+func (a *App) planIngest(ctx context.Context, req *IngestRequest) (*ingestPlan, error) {
 	routes, err := a.routes(ctx, req.UIDs)
 	if err != nil {
 		a.Log.Error("route by activity", "err", err)
@@ -190,25 +216,40 @@ func (a *App) ingestNow(ctx context.Context, req *IngestRequest) (*IngestResult,
 			res.Released++
 		}
 	}
-	// The delayed part first: if the fast enqueue then fails, the caller's
-	// retry repeats at most the low-priority part.
-	if len(slow.UIDs) > 0 {
-		if err := a.Queue.EnqueueDelayed(ctx, slow); err != nil {
-			a.Log.Error("enqueue delayed delivery", "err", err)
-			return nil, ErrUnavailable
-		}
-	}
-	if len(fast.UIDs) > 0 {
-		if err := a.ingest.Submit(ctx, fast); err != nil {
-			a.Log.Error("enqueue delivery", "err", err)
-			return nil, ErrUnavailable
-		}
-	}
 	res.Accepted = len(fast.UIDs) + len(slow.UIDs)
-	a.Metrics.Ingested.WithLabelValues("fast").Add(float64(len(fast.UIDs)))
-	a.Metrics.Ingested.WithLabelValues("delayed").Add(float64(len(slow.UIDs)))
 	a.Metrics.Released.Add(float64(res.Released))
-	return res, nil
+	p := &ingestPlan{Result: res}
+	if len(fast.UIDs) > 0 {
+		p.Fast = fast
+	}
+	if len(slow.UIDs) > 0 {
+		p.Slow = slow
+	}
+	return p, nil
+}
+
+func (a *App) enqueueSlow(ctx context.Context, p *ingestPlan) error {
+	if p.Slow == nil {
+		return nil
+	}
+	if err := a.Queue.EnqueueDelayed(ctx, p.Slow); err != nil {
+		a.Log.Error("enqueue delayed delivery", "err", err)
+		return ErrUnavailable
+	}
+	a.Metrics.Ingested.WithLabelValues("delayed").Add(float64(len(p.Slow.UIDs)))
+	return nil
+}
+
+func (a *App) enqueueFast(ctx context.Context, p *ingestPlan) error {
+	if p.Fast == nil {
+		return nil
+	}
+	if err := a.ingest.Submit(ctx, p.Fast); err != nil {
+		a.Log.Error("enqueue delivery", "err", err)
+		return ErrUnavailable
+	}
+	a.Metrics.Ingested.WithLabelValues("fast").Add(float64(len(p.Fast.UIDs)))
+	return nil
 }
 
 // Idempotency keys live idemTTL (the contract asks for at least 24 h). A
@@ -229,7 +270,7 @@ func (a *App) ingestOnce(ctx context.Context, req *IngestRequest) (*IngestResult
 	for {
 		err := a.Redis.Do(ctx, a.Redis.B().Set().Key(key).Value(idemPending).Nx().Px(idemClaimTTL).Build()).Error()
 		if err == nil { // ours: run it
-			res, err := a.ingestNow(ctx, req)
+			res, err := a.ingestClaimed(ctx, req)
 			if err != nil {
 				a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(key).Build())
 				return nil, err
@@ -267,4 +308,47 @@ func (a *App) ingestOnce(ctx context.Context, req *IngestRequest) (*IngestResult
 			return nil, ErrUnavailable
 		}
 	}
+}
+
+// ingestClaimed runs an ingest call whose idempotency key this call holds.
+// A call that enqueued the delayed part and then failed on the fast one
+// left its plan behind (ids and the fast part), so its retry enqueues
+// only the fast part, under the first call's ids, rather than the delayed
+// part a second time under new ones.
+func (a *App) ingestClaimed(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	planKey := keyIdempotencyPlan(req.IdempotencyKey)
+	raw, err := a.Redis.Do(ctx, a.Redis.B().Get().Key(planKey).Build()).AsBytes()
+	var p *ingestPlan
+	planned := err == nil // resumed, or stored below: spent once the fast part is in
+	switch {
+	case err == nil:
+		p = new(ingestPlan)
+		if err := json.Unmarshal(raw, p); err != nil || p.Result == nil {
+			return nil, fmt.Errorf("stored ingest plan: %v", err)
+		}
+	case !rueidis.IsRedisNil(err):
+		a.Log.Error("read ingest plan", "err", err)
+		return nil, ErrUnavailable
+	default:
+		if p, err = a.planIngest(ctx, req); err != nil {
+			return nil, err
+		}
+		if err := a.enqueueSlow(ctx, p); err != nil {
+			return nil, err // nothing was enqueued: a retry plans afresh
+		}
+		if p.Slow != nil && p.Fast != nil {
+			left := ingestPlan{Result: p.Result, Fast: p.Fast}
+			if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(planKey).Value(string(mustJSON(left))).Px(idemTTL).Build()).Error(); err != nil {
+				a.Log.Warn("record ingest plan", "err", err) // a failure now would repeat the delayed part
+			}
+			planned = true
+		}
+	}
+	if err := a.enqueueFast(ctx, p); err != nil {
+		return nil, err
+	}
+	if planned {
+		a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(planKey).Build())
+	}
+	return p.Result, nil
 }

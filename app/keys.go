@@ -42,6 +42,10 @@ const (
 // keyIdempotency holds an ingest call's result under its idempotency key.
 func keyIdempotency(k string) string { return keyPrefix + "idem:" + k }
 
+// keyIdempotencyPlan holds the rest of an ingest call that failed after
+// its delayed part was enqueued (see ingestClaimed).
+func keyIdempotencyPlan(k string) string { return keyPrefix + "idemplan:" + k }
+
 // keySeen is a user's last-seen time (unix ms; "0" = never seen, cached).
 func keySeen(uid uint64) string { return keyPrefix + "seen:" + u64(uid) }
 
