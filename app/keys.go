@@ -111,6 +111,10 @@ func keyBroadcastFirst(uid uint64) string { return keyPrefix + "bfirst:" + u64(u
 func keyUnreadVersion(uid uint64) string { return keyPrefix + "uver:" + u64(uid) }
 func keyInFlight(uid uint64) string      { return keyPrefix + "flying:" + u64(uid) }
 
+// keyPurgeReset is the set of users whose unread rows a retention purge
+// deleted and whose counters still have to be reset.
+const keyPurgeReset = keyPrefix + "purge:reset"
+
 // keyOccurrence claims one run of a recurring broadcast for one minute.
 func keyOccurrence(tmpl uint64, minute int64) string {
 	return keyPrefix + "bocc:" + u64(tmpl) + ":" + strconv.FormatInt(minute, 10)

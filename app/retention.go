@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/pushdesk/pushdesk/models"
@@ -17,19 +18,25 @@ const (
 
 // PurgeExpired deletes messages older than the retention from every shard
 // and returns how many went. Users who lost unread messages get their
-// counter cache rebuilt.
+// counter cache rebuilt. They are noted in Redis before their rows go and
+// forgotten only once reset, so a reset that fails (or a purge that dies
+// between the delete and the reset) is finished by the next purge: their
+// rows are gone by then, and nothing else would find them.
 func (a *App) PurgeExpired(ctx context.Context) (int64, error) {
+	if err := a.resetPurged(ctx); err != nil {
+		return 0, err
+	}
 	cutoff := a.Clock.Now().Add(-a.Cfg.Retention).UTC()
 	var total int64
 	for shard := 0; shard < models.ShardCount; shard++ {
 		for {
-			n, unreadOf, err := a.Repo.DeleteOlder(ctx, shard, cutoff, purgeBatch)
+			n, noted, err := a.purgeBatch(ctx, shard, cutoff)
 			if err != nil {
 				return total, fmt.Errorf("purge shard %d: %w", shard, err)
 			}
 			total += int64(n)
-			if len(unreadOf) > 0 {
-				if err := a.resetUnread(ctx, unreadOf...); err != nil {
+			if noted {
+				if err := a.resetPurged(ctx); err != nil {
 					return total, err
 				}
 			}
@@ -47,4 +54,45 @@ func (a *App) PurgeExpired(ctx context.Context) (int64, error) {
 		a.Log.Info("retention purge", "deleted", total, "cutoff", cutoff)
 	}
 	return total, nil
+}
+
+// purgeBatch deletes up to purgeBatch expired rows of one shard, first
+// noting in keyPurgeReset the users who lose unread ones (noted reports
+// whether there were any). It leaves their counters to resetPurged.
+func (a *App) purgeBatch(ctx context.Context, shard int, cutoff time.Time) (n int, noted bool, err error) {
+	n, err = a.Repo.DeleteOlder(ctx, shard, cutoff, purgeBatch, func(unreadOf []uint64) error {
+		members := make([]string, len(unreadOf))
+		for i, u := range unreadOf {
+			members[i] = strconv.FormatUint(u, 10)
+		}
+		noted = true
+		return a.Redis.Do(ctx, a.Redis.B().Sadd().Key(keyPurgeReset).Member(members...).Build()).Error()
+	})
+	return n, noted, err
+}
+
+// resetPurged resets the counters of the users in keyPurgeReset, a batch
+// at a time, and forgets each batch once it is reset.
+func (a *App) resetPurged(ctx context.Context) error {
+	for {
+		members, err := a.Redis.Do(ctx, a.Redis.B().Srandmember().Key(keyPurgeReset).Count(purgeBatch).Build()).AsStrSlice()
+		if err != nil {
+			return fmt.Errorf("read users to reset after a purge: %w", err)
+		}
+		if len(members) == 0 {
+			return nil
+		}
+		uids := make([]uint64, 0, len(members))
+		for _, m := range members {
+			if u, err := strconv.ParseUint(m, 10, 64); err == nil {
+				uids = append(uids, u)
+			}
+		}
+		if err := a.resetUnread(ctx, uids...); err != nil {
+			return fmt.Errorf("reset counters after a purge: %w", err)
+		}
+		if err := a.Redis.Do(ctx, a.Redis.B().Srem().Key(keyPurgeReset).Member(members...).Build()).Error(); err != nil {
+			return err
+		}
+	}
 }

@@ -418,8 +418,10 @@ func (r *Repo) UpsertCollapsed(ctx context.Context, m Message) (Message, error) 
 }
 
 // DeleteOlder deletes up to limit messages created before cutoff from one
-// shard. It returns how many went and the users who lost unread ones.
-func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, limit int) (int, []uint64, error) {
+// shard and returns how many went. Before it deletes, it hands the users
+// who are about to lose unread messages to before (when there are any);
+// an error from before deletes nothing.
+func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, limit int, before func(unreadOf []uint64) error) (int, error) {
 	table := fmt.Sprintf("user_push_msg_%d", shard)
 	var rows []struct {
 		ID     uint64 `bun:"id"`
@@ -428,10 +430,10 @@ func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, lim
 	}
 	if err := r.DB.NewSelect().TableExpr("? AS m", bun.Ident(table)).Column("m.id", "m.to_uid", "m.is_read").
 		Where("m.created_at < ?", cutoff).Limit(int64(limit)).Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, nil, err
+		return 0, err
 	}
 	if len(rows) == 0 {
-		return 0, nil, nil
+		return 0, nil
 	}
 	ids := make([]uint64, len(rows))
 	seen := map[uint64]bool{}
@@ -443,10 +445,15 @@ func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, lim
 			unreadOf = append(unreadOf, row.ToUID)
 		}
 	}
+	if len(unreadOf) > 0 && before != nil {
+		if err := before(unreadOf); err != nil {
+			return 0, err
+		}
+	}
 	res, err := r.DB.NewDelete().TableExpr("?", bun.Ident(table)).Where("id IN (?)", bun.In(ids)).Exec(ctx)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	n, _ := res.RowsAffected()
-	return int(n), unreadOf, nil
+	return int(n), nil
 }
