@@ -181,8 +181,12 @@ func (a *App) SubmitBroadcast(ctx context.Context, req *BroadcastRequest) (*Broa
 
 // NewOccurrence stores one run of a recurring broadcast as its own
 // (scheduled) broadcast and returns its id; zero when the template is no
-// longer recurring (cancelled).
-func (a *App) NewOccurrence(ctx context.Context, templateID uint64) (uint64, error) {
+// longer recurring (cancelled) or another run took this occurrence. run
+// names the attempt's task (its asynq task id, the same on every retry):
+// a retry returns the occurrence its first attempt made, whatever minute
+// it lands in, so a failed enqueue neither leaves that occurrence unsent
+// nor makes a second one.
+func (a *App) NewOccurrence(ctx context.Context, templateID uint64, run string) (uint64, error) {
 	t, err := a.Repo.GetBroadcast(ctx, templateID)
 	if errors.Is(err, models.ErrNoMessage) {
 		return 0, nil
@@ -193,32 +197,66 @@ func (a *App) NewOccurrence(ctx context.Context, templateID uint64) (uint64, err
 	// Every instance's scheduler fires; asynq's Unique lock goes when the
 	// first run ends, so the minute is claimed here: one run per minute.
 	id := a.IDs.Next()
-	claim := keyOccurrence(templateID, time.Now().Unix()/60)
-	err = a.Redis.Do(ctx, a.Redis.B().Set().Key(claim).Value(FormatID(id)).Nx().Ex(10*time.Minute).Build()).Error()
-	if rueidis.IsRedisNil(err) {
-		// Claimed already: by this run's earlier attempt (return its id, so
-		// the caller enqueues it again, idempotently) or by another instance.
-		prev, gerr := a.Redis.Do(ctx, a.Redis.B().Get().Key(claim).Build()).ToString()
-		if gerr != nil {
-			return 0, nil
-		}
-		pid, _ := ParseID(prev)
-		if b, berr := a.Repo.GetBroadcast(ctx, pid); berr == nil && b.Status == models.BroadcastScheduled {
-			return pid, nil
-		}
-		return 0, nil
+	runKey := ""
+	if run != "" {
+		runKey = keyOccurrenceRun(run)
 	}
+	claim := keyOccurrence(templateID, time.Now().Unix()/60)
+	reply, err := claimOccurrenceScript.Exec(ctx, a.Redis, []string{claim, runKey},
+		[]string{FormatID(id), strconv.Itoa(int(minuteClaimTTL / time.Second)), strconv.Itoa(int(runClaimTTL / time.Second))}).AsStrSlice()
 	if err != nil {
 		return 0, err
 	}
-	b := &models.Broadcast{ID: id, Segment: t.Segment, Kind: t.Kind, Body: t.Body,
+	if len(reply) != 2 {
+		return 0, fmt.Errorf("claim occurrence: unexpected reply %v", reply)
+	}
+	pid, ok := ParseID(reply[1])
+	if !ok {
+		return 0, fmt.Errorf("claim occurrence: bad id %q", reply[1])
+	}
+	if reply[0] != "new" {
+		b, err := a.Repo.GetBroadcast(ctx, pid)
+		switch {
+		case err == nil && b.Status == models.BroadcastScheduled:
+			return pid, nil // not sent yet: the caller enqueues it again, idempotently
+		case err == nil:
+			return 0, nil // sent or cancelled
+		case !errors.Is(err, models.ErrNoMessage):
+			return 0, err
+		case reply[0] == "minute":
+			return 0, nil // another instance's run, still storing it
+		}
+		// This run's earlier attempt claimed it but did not store it.
+	}
+	b := &models.Broadcast{ID: pid, Segment: t.Segment, Kind: t.Kind, Body: t.Body,
 		Status: models.BroadcastScheduled, ParentID: t.ID, CreatedAt: time.Now().UTC()}
 	if err := a.Repo.InsertBroadcast(ctx, b); err != nil {
-		a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(claim).Build())
 		return 0, err
 	}
 	return b.ID, nil
 }
+
+// How long a recurring broadcast's claims last: a minute's (beyond every
+// scheduler's tick for it), and a run's (for its retries).
+const (
+	minuteClaimTTL = 10 * time.Minute
+	runClaimTTL    = 24 * time.Hour
+)
+
+// claimOccurrenceScript claims one occurrence of a recurring broadcast.
+// KEYS: the minute's claim, the run's claim (empty: none). ARGV: new id,
+// the minute's TTL and the run's, in s. Returns {"run", id} when this run claimed before, {"minute",
+// id} when another run took the minute, or {"new", ARGV[1]}.
+var claimOccurrenceScript = newLuaScript(`
+if KEYS[2] ~= '' then
+  local r = redis.call('GET', KEYS[2])
+  if r then return {'run', r} end
+end
+local m = redis.call('GET', KEYS[1])
+if m then return {'minute', m} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3]) end
+return {'new', ARGV[1]}`)
 
 // ErrFanoutBusy is a fan-out already running elsewhere; retry later.
 var ErrFanoutBusy = errors.New("broadcast fan-out already running")

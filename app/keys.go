@@ -120,6 +120,10 @@ func keyOccurrence(tmpl uint64, minute int64) string {
 	return keyPrefix + "bocc:" + u64(tmpl) + ":" + strconv.FormatInt(minute, 10)
 }
 
+// keyOccurrenceRun remembers the occurrence one recurring run (an asynq
+// task id) made, for its retries.
+func keyOccurrenceRun(run string) string { return keyPrefix + "boccrun:" + run }
+
 // keyBroadcastState is bumped whenever a user's segments, token groups,
 // broadcast mark or broadcast reads change, so caches filled from a read
 // that came before the change are not stored.

@@ -304,7 +304,7 @@ func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
 		t.Fatalf("cancelled %s still listed: %v", id, list)
 	}
 	// A cancelled template makes no more occurrences.
-	if n, err := srv.App.NewOccurrence(context.Background(), mustID(t, id)); err != nil || n != 0 {
+	if n, err := srv.App.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
 		t.Fatalf("NewOccurrence after cancel = %d, %v; want none", n, err)
 	}
 }

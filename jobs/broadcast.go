@@ -65,7 +65,8 @@ func (h BroadcastHandler) ProcessTask(ctx context.Context, t *asynq.Task) error 
 		return fmt.Errorf("decode payload: %v: %w", err, asynq.SkipRetry)
 	}
 	if t.Type() == TypeBroadcastRun {
-		id, err := h.App.NewOccurrence(ctx, p.ID)
+		run, _ := asynq.GetTaskID(ctx)
+		id, err := h.App.NewOccurrence(ctx, p.ID, run)
 		if err != nil || id == 0 {
 			return err
 		}
