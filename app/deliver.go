@@ -20,10 +20,11 @@ import (
 // is up, and a connect's replay, an ack or read of a pushed id and
 // read-all wait for it (see settle), so none misses a message the user was
 // shown. A failed or killed worker leaves the task to be retried; a retry
-// (retry is true) rebuilds the counters instead of adding, and pushes the
-// same ids again (clients dedupe by id). Collapsing messages store first:
+// (recount is true; also set for deliveries that may have been counted
+// under another task) rebuilds the counters instead of adding, and pushes
+// the same ids again (clients dedupe by id). Collapsing messages store first:
 // their frame (id, count) comes from the upsert.
-func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
+func (a *App) Deliver(ctx context.Context, ds []*Delivery, recount bool) error {
 	var rows, collapsing []models.Message
 	for _, d := range ds {
 		if len(d.IDs) != len(d.UIDs) {
@@ -44,7 +45,7 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		}
 	}
 	for i := range collapsing {
-		if err := a.deliverCollapsed(ctx, collapsing[i], retry); err != nil {
+		if err := a.deliverCollapsed(ctx, collapsing[i], recount); err != nil {
 			return err
 		}
 	}
@@ -54,7 +55,7 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	uids := make([]uint64, len(rows))
 	ids := make([]uint64, len(rows))
 	incr := "1"
-	if retry { // an earlier attempt may have counted: rebuild after the commit instead
+	if recount { // an earlier attempt may have counted: rebuild after the commit instead
 		incr = "0"
 	}
 	for i := range rows {
@@ -86,7 +87,7 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 	}
 	var stale []int // online users whose new counts are sent after the commit
 	for i := range rows {
-		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, replies[i], !retry)
+		online, counted, err := a.pushCounts(ctx, rows[i].ToUID, []hub.Frame{messageFrame(&rows[i], false)}, replies[i], !recount)
 		if err != nil {
 			a.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
 		}
@@ -109,7 +110,7 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, retry bool) error {
 		return fmt.Errorf("store delivery: %w", err)
 	}
 	a.Metrics.Stored.Add(float64(len(rows)))
-	if retry {
+	if recount {
 		if err := a.resetUnread(ctx, uids...); err != nil {
 			a.clearInFlight(ctx, uids, ids)
 			return fmt.Errorf("reset counters: %w", err)
@@ -138,7 +139,7 @@ func (a *App) undoCounts(ctx context.Context, uids, ids []uint64) {
 // deliverCollapsed stores m through the collapse upsert, then counts it
 // (only if it made a new message) and pushes the resulting message: for a
 // merge that is the existing id with its new count.
-func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool) error {
+func (a *App) deliverCollapsed(ctx context.Context, m models.Message, recount bool) error {
 	uids, ids := []uint64{m.ToUID}, []uint64{m.ID}
 	if err := a.markInFlight(ctx, uids, ids); err != nil {
 		return err
@@ -155,7 +156,7 @@ func (a *App) deliverCollapsed(ctx context.Context, m models.Message, retry bool
 	} else {
 		a.Metrics.Stored.Inc()
 	}
-	if retry {
+	if recount {
 		if err := a.resetUnread(ctx, m.ToUID); err != nil {
 			a.clearInFlight(ctx, uids, ids)
 			return fmt.Errorf("reset counters: %w", err)

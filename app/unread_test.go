@@ -241,3 +241,24 @@ func assertVersionExpires(t *testing.T, a *App, uid uint64) {
 		t.Fatalf("version of %d has PTTL %d (%v), want (0, %d]", uid, ms, err, versionTTL.Milliseconds())
 	}
 }
+
+// Deliveries that come back under a new task (asynq recovering an
+// aggregation set whose task was already made) are recounted, not added
+// again: twice delivered, once counted.
+func TestRecountedDeliveriesAreCountedOnce(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const uid = 7501
+	if u, err := a.Unread(ctx, uid); err != nil || u.Total != 0 {
+		t.Fatalf("Unread = %+v, %v; want 0 (and cached)", u, err)
+	}
+	d := &Delivery{Kind: "comment", Body: []byte(`{}`), At: time.Now().UnixMilli(), UIDs: []uint64{uid, uid}, IDs: []uint64{a.IDs.Next(), a.IDs.Next()}}
+	for range 2 {
+		if err := a.Deliver(ctx, []*Delivery{d}, true); err != nil {
+			t.Fatal(err)
+		}
+		if u, err := a.Unread(ctx, uid); err != nil || u.Total != 2 || u.Unacked != 2 {
+			t.Fatalf("Unread = %+v, %v; want 2", u, err)
+		}
+	}
+}

@@ -23,6 +23,12 @@ const (
 // ingest calls that arrived together.
 type DeliverPayload struct {
 	Deliveries []*app.Delivery `json:"d"`
+	// Recount asks the worker to rebuild the users' counters after the
+	// commit rather than add to them, as on a retry. Aggregated tasks set
+	// it: when asynq recovers an aggregation set whose task was already
+	// made (a crash between the two), the same deliveries come back as a
+	// new task, with no retry count to tell.
+	Recount bool `json:"r,omitempty"`
 }
 
 // GroupInactive is the asynq group that batches deliveries on the delayed
@@ -50,7 +56,9 @@ func NewDelayedDeliverTask(d *app.Delivery) (*asynq.Task, error) {
 	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueDelayed), asynq.Group(GroupInactive)}, deliverOpts...)...), nil
 }
 
-// aggregateDeliveries merges a flushed group into one TypeDeliver task.
+// aggregateDeliveries merges a flushed group into one TypeDeliver task,
+// which recounts (see DeliverPayload.Recount): the users are inactive, so
+// their counters are seldom cached and a rebuild costs little.
 func aggregateDeliveries(group string, tasks []*asynq.Task) *asynq.Task {
 	var all []*app.Delivery
 	for _, t := range tasks {
@@ -59,7 +67,7 @@ func aggregateDeliveries(group string, tasks []*asynq.Task) *asynq.Task {
 			all = append(all, p.Deliveries...)
 		}
 	}
-	payload, _ := json.Marshal(DeliverPayload{Deliveries: all})
+	payload, _ := json.Marshal(DeliverPayload{Deliveries: all, Recount: true})
 	return asynq.NewTask(TypeDeliver, payload)
 }
 
@@ -73,7 +81,7 @@ func (h DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("decode payload: %v: %w", err, asynq.SkipRetry)
 	}
 	retry, _ := asynq.GetRetryCount(ctx)
-	return h.App.Deliver(ctx, p.Deliveries, retry > 0)
+	return h.App.Deliver(ctx, p.Deliveries, retry > 0 || p.Recount)
 }
 
 // Queue enqueues app work as asynq tasks. It implements app.Enqueuer.
