@@ -44,7 +44,7 @@ type Auth struct {
 func NewAuth(secret string) *Auth {
 	return &Auth{
 		secret: []byte(secret),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()),
 	}
 }
 

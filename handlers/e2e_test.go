@@ -553,9 +553,10 @@ func TestUserCannotTouchAnotherUsersMessages(t *testing.T) {
 func TestBadTokensGet401(t *testing.T) {
 	auth := app.NewAuth(testSecret)
 	expired, _ := auth.Mint(app.Identity{UID: 7}, -time.Minute)
+	justExpired, _ := auth.Mint(app.Identity{UID: 7}, -2*time.Second) // no grace after exp
 	wrongKey, _ := app.NewAuth("other-secret").Mint(app.Identity{UID: 7}, time.Hour)
 	cases := []struct{ name, token string }{
-		{"missing", ""}, {"garbage", "not.a.jwt"}, {"expired", expired}, {"wrong secret", wrongKey},
+		{"missing", ""}, {"garbage", "not.a.jwt"}, {"expired", expired}, {"just expired", justExpired}, {"wrong secret", wrongKey},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
