@@ -29,6 +29,10 @@ type Config struct {
 	// Heartbeat is the server ping interval; a peer silent for 2.5 times
 	// this is dropped. Zero means 25s. Env PUSHDESK_HEARTBEAT (Go duration).
 	Heartbeat time.Duration
+	// AgentHeartbeat is the same for agents' connections (the console
+	// has to know at once when an agent is gone). Zero means 5s. Env
+	// PUSHDESK_AGENT_HEARTBEAT.
+	AgentHeartbeat time.Duration
 	// WorkerConcurrency is the number of asynq delivery goroutines.
 	// Zero means 256. Env PUSHDESK_WORKER_CONCURRENCY.
 	WorkerConcurrency int
@@ -115,6 +119,7 @@ func ConfigFromEnv() (Config, error) {
 		return c, err
 	}
 	for key, dst := range map[string]*time.Duration{
+		"PUSHDESK_AGENT_HEARTBEAT":   &c.AgentHeartbeat,
 		"PUSHDESK_QUEUE_POLL":        &c.QueuePoll,
 		"PUSHDESK_ACTIVE_WITHIN":     &c.ActiveWithin,
 		"PUSHDESK_RELEASE_AFTER":     &c.ReleaseAfter,
@@ -170,6 +175,9 @@ func (c Config) Validate() error {
 func (c *Config) fillDefaults() {
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 25 * time.Second
+	}
+	if c.AgentHeartbeat <= 0 {
+		c.AgentHeartbeat = 5 * time.Second
 	}
 	if c.WorkerConcurrency <= 0 {
 		c.WorkerConcurrency = 256
@@ -229,4 +237,13 @@ func envDuration(key string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s=%q: want a positive Go duration such as 25s", key, v)
 	}
 	return d, nil
+}
+
+// HeartbeatOf is the ping interval for a connection of role r; a peer
+// silent for 2.5 times it is dropped.
+func (c *Config) HeartbeatOf(r Role) time.Duration {
+	if r == RoleAgent {
+		return c.AgentHeartbeat
+	}
+	return c.Heartbeat
 }

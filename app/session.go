@@ -84,7 +84,7 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		return fail(err)
 	}
 	c.SendDirect(hub.Frame{Type: "hello", State: u, Data: mustJSON(helloFrame{
-		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.Heartbeat / time.Second), Unread: u,
+		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.HeartbeatOf(id.Role) / time.Second), Unread: u,
 	})})
 	connected := func(ctx context.Context) {
 		a.logConn(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,

@@ -8,9 +8,11 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -65,7 +67,7 @@ func runMain(m *testing.M) int {
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", RedisURL: redisURL, MySQLDSN: dsn,
 		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
-		Heartbeat: 2 * time.Second,
+		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second,
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.New(ctx, cfg, log)
@@ -677,6 +679,58 @@ func TestInvalidFramesGetErrorAndConnectionLives(t *testing.T) {
 	if m := ws.until("msg"); m.str("id") != id {
 		t.Fatalf("msg = %v, want %s", m, id)
 	}
+}
+
+// An agent's connection has its own, shorter heartbeat (seed: 5 s, here
+// 1 s against the users' 2 s): a silent agent is dropped after 2.5 s, a
+// user silent as long is not.
+func TestSilentAgentIsDroppedSooner(t *testing.T) {
+	dial := func(role string) (*websocket.Conn, frame) {
+		tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: newUID(), Role: app.Role(role)}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, _, err := websocket.DefaultDialer.Dial(wsURL+"/ws?token="+tok, nil)
+		if err != nil {
+			t.Fatalf("dial %s: %v", role, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		// Pings are answered only while the client reads: it reads the
+		// hello, then nothing.
+		conn.SetPingHandler(func(string) error { return nil })
+		var hello frame
+		if err := conn.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
+			t.Fatalf("%s hello = %v, %v", role, hello, err)
+		}
+		return conn, hello
+	}
+	agent, agentHello := dial("agent")
+	user, userHello := dial("user")
+	if agentHello["heartbeat_s"] != float64(1) || userHello["heartbeat_s"] != float64(2) {
+		t.Fatalf("heartbeat_s: agent %v, user %v; want 1 and 2", agentHello["heartbeat_s"], userHello["heartbeat_s"])
+	}
+	time.Sleep(3500 * time.Millisecond)
+	// Now the agent's connection ends in a close or EOF; the user's only
+	// times out (pings pile up, then nothing).
+	readUntilErr := func(c *websocket.Conn) error {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := readUntilErr(agent); err == nil || isTimeout(err) {
+		t.Fatalf("silent agent after 3.5 s: %v, want the connection closed", err)
+	}
+	if err := readUntilErr(user); !isTimeout(err) {
+		t.Fatalf("silent user after 3.5 s: %v, want it still open", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func TestServerPingsAndSyncReplays(t *testing.T) {

@@ -110,12 +110,13 @@ func wsHandler(s *Server) fiber.Handler {
 			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "unavailable"), time.Now().Add(time.Second))
 			return
 		}
+		heartbeat := a.Cfg.HeartbeatOf(id.Role)
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			_ = c.Run(&wsWriter{conn: conn, cork: cork}, a.Cfg.Heartbeat)
+			_ = c.Run(&wsWriter{conn: conn, cork: cork}, heartbeat)
 		}()
-		idle := a.Cfg.Heartbeat * 5 / 2
+		idle := heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		conn.SetPongHandler(func(string) error {
 			a.Heartbeat(c)
