@@ -195,15 +195,15 @@ func (a *App) NewOccurrence(ctx context.Context, templateID uint64, run string) 
 		return 0, err
 	}
 	// Every instance's scheduler fires; asynq's Unique lock goes when the
-	// first run ends, so the minute is claimed here: one run per minute.
+	// first run ends, so the tick is claimed here: one run per tick. A
+	// run that fails and is retried later still names the same tick.
 	id := a.IDs.Next()
-	runKey := ""
+	keys := []string{keyOccurrence(templateID, occurrenceTick(t.Cron, a.Clock.Now()))}
 	if run != "" {
-		runKey = keyOccurrenceRun(run)
+		keys = append(keys, keyOccurrenceRun(run))
 	}
-	claim := keyOccurrence(templateID, time.Now().Unix()/60)
-	reply, err := claimOccurrenceScript.Exec(ctx, a.Redis, []string{claim, runKey},
-		[]string{FormatID(id), strconv.Itoa(int(minuteClaimTTL / time.Second)), strconv.Itoa(int(runClaimTTL / time.Second))}).AsStrSlice()
+	reply, err := claimOccurrenceScript.Exec(ctx, a.Redis, keys,
+		[]string{FormatID(id), strconv.Itoa(int(tickClaimTTL / time.Second)), strconv.Itoa(int(runClaimTTL / time.Second))}).AsStrSlice()
 	if err != nil {
 		return 0, err
 	}
@@ -223,7 +223,7 @@ func (a *App) NewOccurrence(ctx context.Context, templateID uint64, run string) 
 			return 0, nil // sent or cancelled
 		case !errors.Is(err, models.ErrNoMessage):
 			return 0, err
-		case reply[0] == "minute":
+		case reply[0] == "tick":
 			return 0, nil // another instance's run, still storing it
 		}
 		// This run's earlier attempt claimed it but did not store it.
@@ -236,26 +236,52 @@ func (a *App) NewOccurrence(ctx context.Context, templateID uint64, run string) 
 	return b.ID, nil
 }
 
-// How long a recurring broadcast's claims last: a minute's (beyond every
-// scheduler's tick for it), and a run's (for its retries).
+// How long a recurring broadcast's claims last: a tick's, and a run's
+// (for its retries: longer than jobs' MaxRetry backoff).
 const (
-	minuteClaimTTL = 10 * time.Minute
-	runClaimTTL    = 24 * time.Hour
+	tickClaimTTL = 24 * time.Hour
+	runClaimTTL  = 24 * time.Hour
 )
 
+// occurrenceTick names the tick of cron spec a run at now belongs to (unix
+// minutes): the latest at or before now, looked for in the day before
+// (the scheduler runs in UTC); the current minute if there is none.
+func occurrenceTick(spec string, now time.Time) int64 {
+	now = now.UTC()
+	sched, err := cronParser.Parse(spec)
+	if err != nil {
+		return now.Unix() / 60
+	}
+	t := sched.Next(now.Add(-24 * time.Hour))
+	if t.IsZero() || t.After(now) {
+		return now.Unix() / 60
+	}
+	for {
+		n := sched.Next(t)
+		if n.IsZero() || n.After(now) {
+			return t.Unix() / 60
+		}
+		t = n
+	}
+}
+
 // claimOccurrenceScript claims one occurrence of a recurring broadcast.
-// KEYS: the minute's claim, the run's claim (empty: none). ARGV: new id,
-// the minute's TTL and the run's, in s. Returns {"run", id} when this run claimed before, {"minute",
-// id} when another run took the minute, or {"new", ARGV[1]}.
+// KEYS: the tick's claim, then the run's (optional). ARGV: new id, the
+// tick's TTL and the run's, in s. Returns {"run", id} when this run
+// claimed before, {"tick", id} when another run took the tick (this run
+// remembers it too), or {"new", ARGV[1]}.
 var claimOccurrenceScript = newLuaScript(`
-if KEYS[2] ~= '' then
+if #KEYS > 1 then
   local r = redis.call('GET', KEYS[2])
   if r then return {'run', r} end
 end
 local m = redis.call('GET', KEYS[1])
-if m then return {'minute', m} end
+if m then
+  if #KEYS > 1 then redis.call('SET', KEYS[2], m, 'EX', ARGV[3]) end
+  return {'tick', m}
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3]) end
+if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3]) end
 return {'new', ARGV[1]}`)
 
 // ErrFanoutBusy is a fan-out already running elsewhere; retry later.

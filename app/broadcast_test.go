@@ -8,10 +8,10 @@ import (
 	"github.com/pushdesk/pushdesk/models"
 )
 
-func recurringTemplate(t *testing.T, a *App) uint64 {
+func recurringTemplate(t *testing.T, a *App, spec string) uint64 {
 	t.Helper()
 	tmpl := &models.Broadcast{ID: a.IDs.Next(), Segment: "all", Kind: "system", Body: "{}",
-		Status: models.BroadcastRecurring, Cron: "* * * * *", CreatedAt: time.Now().UTC()}
+		Status: models.BroadcastRecurring, Cron: spec, CreatedAt: time.Now().UTC()}
 	if err := a.Repo.InsertBroadcast(context.Background(), tmpl); err != nil {
 		t.Fatal(err)
 	}
@@ -27,34 +27,26 @@ func occurrencesOf(t *testing.T, a *App, tmpl uint64) int {
 	return n
 }
 
-// nextMinute frees the template's minute claims, as the clock reaching the
-// next minute does.
-func nextMinute(t *testing.T, a *App, tmpl uint64) {
-	t.Helper()
-	now := time.Now().Unix() / 60
-	for m := now - 1; m <= now+1; m++ {
-		a.Redis.Do(context.Background(), a.Redis.B().Del().Key(keyOccurrence(tmpl, m)).Build())
-	}
-}
-
 // A recurring run whose enqueue failed is retried; when the retry lands in
 // the next minute it must send the occurrence it made, not make another.
 func TestOccurrenceRetryInTheNextMinuteReusesItsOccurrence(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
-	tmpl := recurringTemplate(t, a)
+	tmpl := recurringTemplate(t, a, "* * * * *")
 	first, err := a.NewOccurrence(ctx, tmpl, "run-a")
 	if err != nil || first == 0 {
 		t.Fatalf("first attempt = %d, %v", first, err)
 	}
 	// Another instance's run for the same minute takes nothing new.
-	if id, err := a.NewOccurrence(ctx, tmpl, "run-b"); err != nil || (id != 0 && id != first) {
-		t.Fatalf("another run in the same minute = %d, %v; want none or %d", id, err, first)
+	if id, err := a.NewOccurrence(ctx, tmpl, "run-b"); err != nil || id != first {
+		t.Fatalf("another run in the same minute = %d, %v; want %d", id, err, first)
 	}
-	nextMinute(t, a, tmpl)
-	again, err := a.NewOccurrence(ctx, tmpl, "run-a")
-	if err != nil || again != first {
-		t.Fatalf("retry in the next minute = %d, %v; want %d", again, err, first)
+	a.Clock.Advance(time.Minute)
+	for _, run := range []string{"run-a", "run-b"} {
+		again, err := a.NewOccurrence(ctx, tmpl, run)
+		if err != nil || again != first {
+			t.Fatalf("%s retried in the next minute = %d, %v; want %d", run, again, err, first)
+		}
 	}
 	if n := occurrencesOf(t, a, tmpl); n != 1 {
 		t.Fatalf("%d occurrences stored, want 1", n)
@@ -77,7 +69,7 @@ func TestOccurrenceRetryInTheNextMinuteReusesItsOccurrence(t *testing.T) {
 func TestOccurrenceRetryStoresWhatItClaimed(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
-	tmpl := recurringTemplate(t, a)
+	tmpl := recurringTemplate(t, a, "* * * * *")
 	claimed := a.IDs.Next()
 	if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(keyOccurrenceRun("run-d")).Value(FormatID(claimed)).Build()).Error(); err != nil {
 		t.Fatal(err)
@@ -89,5 +81,46 @@ func TestOccurrenceRetryStoresWhatItClaimed(t *testing.T) {
 	b, err := a.Repo.GetBroadcast(ctx, claimed)
 	if err != nil || b.Status != models.BroadcastScheduled || b.ParentID != tmpl {
 		t.Fatalf("stored occurrence = %+v, %v", b, err)
+	}
+}
+
+// An hourly broadcast's run retried later in the hour, even one that
+// failed before it claimed anything, belongs to the hour's tick.
+func TestOccurrenceOfAnHourlyBroadcastIsClaimedByItsTick(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	tmpl := recurringTemplate(t, a, "0 * * * *")
+	first, err := a.NewOccurrence(ctx, tmpl, "run-e")
+	if err != nil || first == 0 {
+		t.Fatalf("first = %d, %v", first, err)
+	}
+	a.Clock.Advance(2 * time.Minute)
+	if id, err := a.NewOccurrence(ctx, tmpl, "run-f"); err != nil || id != first {
+		t.Fatalf("another run two minutes on = %d, %v; want %d", id, err, first)
+	}
+	if n := occurrencesOf(t, a, tmpl); n != 1 {
+		t.Fatalf("%d occurrences stored, want 1", n)
+	}
+}
+
+func TestOccurrenceTick(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	minute := func(s string) int64 { return at(s).Unix() / 60 }
+	for _, c := range []struct{ spec, now, want string }{
+		{"0 * * * *", "2026-11-22T12:00:30Z", "2026-11-22T12:00:00Z"},
+		{"0 * * * *", "2026-11-22T12:59:59Z", "2026-11-22T12:00:00Z"},
+		{"* * * * *", "2026-11-22T12:07:10Z", "2026-11-22T12:07:00Z"},
+		{"30 9 * * 1", "2026-11-22T12:07:10Z", "2026-11-22T12:07:00Z"}, // no tick within a day: this minute
+		{"not a spec", "2026-11-22T12:07:10Z", "2026-11-22T12:07:00Z"},
+	} {
+		if got := occurrenceTick(c.spec, at(c.now)); got != minute(c.want) {
+			t.Errorf("occurrenceTick(%q, %s) = %v, want %s", c.spec, c.now, time.Unix(got*60, 0).UTC(), c.want)
+		}
 	}
 }

@@ -115,9 +115,9 @@ func keyInFlight(uid uint64) string      { return keyPrefix + "flying:" + u64(ui
 // deleted and whose counters still have to be reset.
 const keyPurgeReset = keyPrefix + "purge:reset"
 
-// keyOccurrence claims one run of a recurring broadcast for one minute.
-func keyOccurrence(tmpl uint64, minute int64) string {
-	return keyPrefix + "bocc:" + u64(tmpl) + ":" + strconv.FormatInt(minute, 10)
+// keyOccurrence claims one tick (unix minute) of a recurring broadcast.
+func keyOccurrence(tmpl uint64, tick int64) string {
+	return keyPrefix + "bocc:" + u64(tmpl) + ":" + strconv.FormatInt(tick, 10)
 }
 
 // keyOccurrenceRun remembers the occurrence one recurring run (an asynq

@@ -31,10 +31,12 @@ func NewBroadcastTask(id uint64) *asynq.Task {
 		asynq.MaxRetry(50), asynq.Timeout(5*time.Minute), asynq.Retention(24*time.Hour))
 }
 
-// NewBroadcastRunTask makes an occurrence of recurring broadcast id.
+// NewBroadcastRunTask makes an occurrence of recurring broadcast id. Its
+// retries end within hours, well inside the claims' TTL (see
+// app.NewOccurrence).
 func NewBroadcastRunTask(id uint64) *asynq.Task {
 	p, _ := json.Marshal(broadcastPayload{ID: id})
-	return asynq.NewTask(TypeBroadcastRun, p, asynq.Queue(QueueFast))
+	return asynq.NewTask(TypeBroadcastRun, p, asynq.Queue(QueueFast), asynq.MaxRetry(10))
 }
 
 // EnqueueBroadcast implements app.BroadcastQueue.
