@@ -117,9 +117,13 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, recount bool) error {
 		}
 	}
 	a.clearInFlight(ctx, uids, ids)
+	told := make(map[uint64]bool, len(stale))
 	for _, i := range stale {
-		if u, err := a.Unread(ctx, rows[i].ToUID); err == nil {
-			_ = a.pushToUser(ctx, rows[i].ToUID, unreadFrameOf(u))
+		if uid := rows[i].ToUID; !told[uid] {
+			told[uid] = true
+			if u, err := a.Unread(ctx, uid); err == nil {
+				_ = a.pushToUser(ctx, uid, unreadFrameOf(u))
+			}
 		}
 	}
 	return nil

@@ -409,9 +409,13 @@ func (a *App) adjustUnread(ctx context.Context, uid uint64, byKind map[string]in
 // resetUnread drops uid's cache so the next read rebuilds it from MySQL,
 // and bumps the version so a rebuild already under way is not cached.
 func (a *App) resetUnread(ctx context.Context, uids ...uint64) error {
-	execs := make([]rueidis.LuaExec, len(uids))
-	for i, u := range uids {
-		execs[i] = rueidis.LuaExec{Keys: []string{keyUnread(u), keyUnreadVersion(u)}}
+	execs := make([]rueidis.LuaExec, 0, len(uids))
+	seen := make(map[uint64]bool, len(uids))
+	for _, u := range uids {
+		if !seen[u] {
+			seen[u] = true
+			execs = append(execs, rueidis.LuaExec{Keys: []string{keyUnread(u), keyUnreadVersion(u)}})
+		}
 	}
 	for _, r := range resetScript.ExecMulti(ctx, a.Redis, execs...) {
 		if err := r.Error(); err != nil {
