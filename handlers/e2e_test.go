@@ -709,22 +709,23 @@ func TestSilentAgentIsDroppedSooner(t *testing.T) {
 	if agentHello["heartbeat_s"] != float64(1) || userHello["heartbeat_s"] != float64(2) {
 		t.Fatalf("heartbeat_s: agent %v, user %v; want 1 and 2", agentHello["heartbeat_s"], userHello["heartbeat_s"])
 	}
-	time.Sleep(3500 * time.Millisecond)
-	// Now the agent's connection ends in a close or EOF; the user's only
-	// times out (pings pile up, then nothing).
-	readUntilErr := func(c *websocket.Conn) error {
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	// The agent's deadline is 2.5 s after its hello, the user's 5 s: look
+	// at 3.2 s, the user first (half a second of reading, which answers
+	// nothing), so each side has more than half a second to spare.
+	time.Sleep(3200 * time.Millisecond)
+	readUntilErr := func(c *websocket.Conn, wait time.Duration) error {
+		_ = c.SetReadDeadline(time.Now().Add(wait))
 		for {
 			if _, _, err := c.ReadMessage(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := readUntilErr(agent); err == nil || isTimeout(err) {
-		t.Fatalf("silent agent after 3.5 s: %v, want the connection closed", err)
+	if err := readUntilErr(user, 500*time.Millisecond); !isTimeout(err) {
+		t.Fatalf("silent user after 3.2 s: %v, want it still open", err)
 	}
-	if err := readUntilErr(user); !isTimeout(err) {
-		t.Fatalf("silent user after 3.5 s: %v, want it still open", err)
+	if err := readUntilErr(agent, time.Second); err == nil || isTimeout(err) {
+		t.Fatalf("silent agent after 3.7 s: %v, want the connection closed", err)
 	}
 }
 

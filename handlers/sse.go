@@ -80,7 +80,7 @@ func sseHandler(s *Server) fiber.Handler {
 		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 			w.WriteString("retry: 2000\n\n")
 			if w.Flush() == nil {
-				_ = cl.Run(sseWriter{w: w, heartbeat: func() { a.Heartbeat(cl) }}, min(sseHeartbeat, a.Cfg.Heartbeat))
+				_ = cl.Run(sseWriter{w: w, heartbeat: func() { a.Heartbeat(cl) }}, min(sseHeartbeat, a.Cfg.HeartbeatOf(id.Role)))
 			}
 			a.Disconnect(cl, remote)
 		})
