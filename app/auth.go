@@ -34,6 +34,11 @@ type claims struct {
 	Groups []string        `json:"groups,omitempty"`
 }
 
+// clockSkew is how far the main site's clock may run ahead of ours for
+// "nbf" and "iat" (a token minted just now must work). "exp" gets none:
+// the contract refuses expired tokens.
+const clockSkew = 5 * time.Second
+
 // Auth verifies HS256 tokens. Safe for concurrent use.
 type Auth struct {
 	secret []byte
@@ -44,7 +49,7 @@ type Auth struct {
 func NewAuth(secret string) *Auth {
 	return &Auth{
 		secret: []byte(secret),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(clockSkew)),
 	}
 }
 
@@ -55,7 +60,7 @@ func (a *Auth) Verify(token string) (Identity, error) {
 	}
 	var c claims
 	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
-	if err != nil {
+	if err != nil || !time.Now().Before(c.ExpiresAt.Time) { // no grace after exp
 		return Identity{}, ErrUnauthorized
 	}
 	uid, ok := parseSub(c.Sub)
