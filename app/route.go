@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,14 +45,60 @@ func (a *App) route(ctx context.Context, uid uint64, inst rueidis.RedisMessage, 
 		if payload == nil {
 			payload = encodeEnvelope(uid, frames)
 		}
-		if err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(id)).Message(rueidis.BinaryString(payload)).Build()).Error(); err != nil {
+		heard, err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(id)).Message(rueidis.BinaryString(payload)).Build()).AsInt64()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("publish to instance %s: %w", id, err))
+		} else if heard == 0 {
+			go a.republish(id, uid, frames)
 		}
 	})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("route to %d: %w", uid, err))
 	}
 	return errors.Join(errs...)
+}
+
+// republishWaits are the pauses before each new try of a publish nobody
+// heard: about 8 s in all, beyond an instance's resubscription after a
+// Redis restart.
+var republishWaits = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
+
+// republish tries again to push frames to uid on instance inst, whose
+// channel had no subscriber: pub/sub is at-most-once, and an instance
+// resubscribing after a Redis restart misses what is published meanwhile.
+// It stops once the instance hears it, or the user has no connection
+// there any more. The user's counts are read afresh for each try, so a
+// late push does not carry stale ones.
+func (a *App) republish(inst string, uid uint64, frames []hub.Frame) {
+	var msgs []hub.Frame
+	for _, f := range frames {
+		if f.Type != "unread" {
+			msgs = append(msgs, f)
+		}
+	}
+	for _, wait := range republishWaits {
+		select {
+		case <-time.After(wait):
+		case <-a.ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+		n, err := a.Redis.Do(ctx, a.Redis.B().Hget().Key(keyUserConns(uid)).Field(inst).Build()).AsInt64()
+		if err == nil && n <= 0 || rueidis.IsRedisNil(err) {
+			cancel()
+			return // gone from there
+		}
+		out := msgs
+		if u, err := a.Unread(ctx, uid); err == nil {
+			out = append(slices.Clip(msgs), unreadFrameOf(u))
+		}
+		heard, err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(encodeEnvelope(uid, out))).Build()).AsInt64()
+		cancel()
+		if err == nil && heard > 0 {
+			return
+		}
+	}
+	a.Log.Warn("push to an instance nobody heard", "instance", inst, "uid", uid)
 }
 
 // deliverLocal queues frames on uid's connections here; internal control

@@ -2,11 +2,13 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/redis/rueidis"
 )
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -108,5 +110,39 @@ func TestPublishWakeReachesOnWake(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a published wake never reached OnWake")
 		}
+	}
+}
+
+// A push published while the user's other instance is not subscribed (it
+// is resubscribing after a Redis restart) is published again until that
+// instance hears it, with the counts as they are then.
+func TestPushNobodyHeardIsRepublished(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const uid = 7601
+	if err := a.Redis.Do(ctx, a.Redis.B().Hset().Key(keyUserConns(uid)).FieldValue().FieldValue("elsewhere", "1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.pushToUser(ctx, uid, hub.Frame{Type: "msg", ID: "77", Key: "77:1", Data: []byte(`{"type":"msg","id":"77"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond) // the first publish went unheard; now the instance comes back
+	got := make(chan string, 4)
+	sub, cancel := a.Redis.Dedicate()
+	defer cancel()
+	wait := sub.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) { got <- m.Message }})
+	if err := sub.Do(ctx, sub.B().Subscribe().Channel(keyInstanceChannel("elsewhere")).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		uid, frames, err := decodeEnvelope([]byte(m))
+		if err != nil || uid != 7601 || len(frames) != 2 || frames[0].ID != "77" || frames[1].Type != "unread" {
+			t.Fatalf("republished %q (%v), want msg 77 and the counts for 7601", m, err)
+		}
+	case err := <-wait:
+		t.Fatal(err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the unheard push was not published again")
 	}
 }
