@@ -66,6 +66,11 @@ type Config struct {
 	// RunWorkers runs the asynq workers inside serve. Default true;
 	// env PUSHDESK_WORKERS=0 turns them off (a web-only process).
 	RunWorkers bool
+	// NoDirectDelivery queues all fast work for the workers. By default a
+	// process with workers delivers the fast work it ingests itself, the
+	// queued task only journaling it (see jobs.Direct). Env
+	// PUSHDESK_DIRECT_DELIVERY=0.
+	NoDirectDelivery bool
 	// InstanceID names this process in the registry. Zero value means a
 	// random id. Env PUSHDESK_INSTANCE_ID.
 	InstanceID string
@@ -99,20 +104,21 @@ type Config struct {
 // that required values are present.
 func ConfigFromEnv() (Config, error) {
 	c := Config{
-		Addr:          env("PUSHDESK_ADDR", ":8080"),
-		InternalAddr:  os.Getenv("PUSHDESK_INTERNAL_ADDR"),
-		RedisURL:      env("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"),
-		MySQLDSN:      env("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"),
-		JWTSecret:     os.Getenv("PUSHDESK_JWT_SECRET"),
-		IngestKey:     os.Getenv("PUSHDESK_INGEST_KEY"),
-		TLSCert:       os.Getenv("PUSHDESK_TLS_CERT"),
-		TLSKey:        os.Getenv("PUSHDESK_TLS_KEY"),
-		InstanceID:    os.Getenv("PUSHDESK_INSTANCE_ID"),
-		AdminUser:     env("PUSHDESK_ADMIN_USER", "admin"),
-		AdminPassword: os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
-		RunWorkers:    os.Getenv("PUSHDESK_WORKERS") != "0",
-		AuthURL:       os.Getenv("PUSHDESK_AUTH_URL"),
-		CORSOrigins:   env("PUSHDESK_CORS_ORIGINS", "*"),
+		Addr:             env("PUSHDESK_ADDR", ":8080"),
+		InternalAddr:     os.Getenv("PUSHDESK_INTERNAL_ADDR"),
+		RedisURL:         env("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		MySQLDSN:         env("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"),
+		JWTSecret:        os.Getenv("PUSHDESK_JWT_SECRET"),
+		IngestKey:        os.Getenv("PUSHDESK_INGEST_KEY"),
+		TLSCert:          os.Getenv("PUSHDESK_TLS_CERT"),
+		TLSKey:           os.Getenv("PUSHDESK_TLS_KEY"),
+		InstanceID:       os.Getenv("PUSHDESK_INSTANCE_ID"),
+		AdminUser:        env("PUSHDESK_ADMIN_USER", "admin"),
+		AdminPassword:    os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
+		RunWorkers:       os.Getenv("PUSHDESK_WORKERS") != "0",
+		NoDirectDelivery: os.Getenv("PUSHDESK_DIRECT_DELIVERY") == "0",
+		AuthURL:          os.Getenv("PUSHDESK_AUTH_URL"),
+		CORSOrigins:      env("PUSHDESK_CORS_ORIGINS", "*"),
 	}
 	var err error
 	if c.Heartbeat, err = envDuration("PUSHDESK_HEARTBEAT"); err != nil {

@@ -30,6 +30,7 @@ type Server struct {
 	internalLn       net.Listener
 	queue            *asynq.Client
 	workers          *jobs.Workers      // nil with PUSHDESK_WORKERS=0
+	direct           *jobs.Direct       // nil without workers or with PUSHDESK_DIRECT_DELIVERY=0
 	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.Workers)
 	scheduler        *asynq.PeriodicTaskManager
 	draining         atomic.Bool
@@ -59,7 +60,12 @@ func NewServer(a *app.App) (*Server, error) {
 			return nil, err
 		}
 	}
-	a.Queue = jobs.Queue{Client: s.queue, Wake: wake}
+	q := jobs.Queue{Client: s.queue, Wake: wake}
+	if a.Cfg.RunWorkers && !a.Cfg.NoDirectDelivery {
+		s.direct = jobs.NewDirect(redisOpt, a.Deliver, a.Cfg.WorkerConcurrency, jobs.JournalAfter, a.Log)
+		q.Direct = s.direct
+	}
+	a.Queue = q
 	a.Broadcasts = jobs.Queue{Client: s.queue, Wake: wake}
 	s.public = newFiber(a)
 	ops := s.public
@@ -210,6 +216,9 @@ func (s *Server) shutdownOnce(ctx context.Context) {
 	}
 	if s.scheduler != nil {
 		s.scheduler.Shutdown()
+	}
+	if s.direct != nil { // before App.Close: the ingest batcher's last flush goes through the queue
+		s.direct.Shutdown(jobs.CancelTasksAt(s.App.Cfg))
 	}
 	if s.workers != nil {
 		stop := time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks)
