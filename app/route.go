@@ -63,16 +63,31 @@ func (a *App) route(ctx context.Context, uid uint64, inst rueidis.RedisMessage, 
 // Redis restart.
 var republishWaits = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
 
+// maxRepublishing caps the pushes being tried again at once; beyond it
+// they are dropped (the user gets them on the next sync or reconnect).
+const maxRepublishing = 1024
+
 // republish tries again to push frames to uid on instance inst, whose
 // channel had no subscriber: pub/sub is at-most-once, and an instance
 // resubscribing after a Redis restart misses what is published meanwhile.
-// It stops once the instance hears it, or the user has no connection
-// there any more. The user's counts are read afresh for each try, so a
-// late push does not carry stale ones.
+// It stops once the instance hears it, or is gone (no alive key), or the
+// user has no connection there any more. Message pushes carry the user's
+// counts read afresh for each try, so a late push does not carry stale
+// ones; a control push goes as it was.
 func (a *App) republish(inst string, uid uint64, frames []hub.Frame) {
+	if a.republishing.Add(1) > maxRepublishing {
+		a.republishing.Add(-1)
+		a.Log.Warn("push nobody heard dropped: too many being retried", "instance", inst, "uid", uid)
+		return
+	}
+	defer a.republishing.Add(-1)
 	var msgs []hub.Frame
+	control := false
 	for _, f := range frames {
-		if f.Type != "unread" {
+		switch {
+		case strings.HasPrefix(f.Type, "~"):
+			control = true
+		case f.Type != "unread":
 			msgs = append(msgs, f)
 		}
 	}
@@ -83,22 +98,37 @@ func (a *App) republish(inst string, uid uint64, frames []hub.Frame) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
-		n, err := a.Redis.Do(ctx, a.Redis.B().Hget().Key(keyUserConns(uid)).Field(inst).Build()).AsInt64()
-		if err == nil && n <= 0 || rueidis.IsRedisNil(err) {
-			cancel()
-			return // gone from there
-		}
-		out := msgs
-		if u, err := a.Unread(ctx, uid); err == nil {
-			out = append(slices.Clip(msgs), unreadFrameOf(u))
-		}
-		heard, err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(encodeEnvelope(uid, out))).Build()).AsInt64()
+		heard, err := a.republishOnce(ctx, inst, uid, frames, msgs, control)
 		cancel()
-		if err == nil && heard > 0 {
+		if err != nil || heard {
 			return
 		}
 	}
 	a.Log.Warn("push to an instance nobody heard", "instance", inst, "uid", uid)
+}
+
+// republishOnce is one try of republish; err ends the tries (the
+// instance or the user's connections there are gone, or Redis failed).
+func (a *App) republishOnce(ctx context.Context, inst string, uid uint64, frames, msgs []hub.Frame, control bool) (heard bool, err error) {
+	res := a.Redis.DoMulti(ctx,
+		a.Redis.B().Exists().Key(keyAlive(inst)).Build(),
+		a.Redis.B().Hget().Key(keyUserConns(uid)).Field(inst).Build())
+	alive, err := res[0].AsInt64()
+	if err != nil || alive == 0 {
+		return false, fmt.Errorf("instance %s gone (%v)", inst, err)
+	}
+	if n, err := res[1].AsInt64(); err != nil || n <= 0 {
+		return false, fmt.Errorf("no connection of %d on %s (%v)", uid, inst, err)
+	}
+	out := frames
+	if !control {
+		out = msgs
+		if u, err := a.Unread(ctx, uid); err == nil {
+			out = append(slices.Clip(msgs), unreadFrameOf(u))
+		}
+	}
+	n, err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(encodeEnvelope(uid, out))).Build()).AsInt64()
+	return n > 0, err
 }
 
 // deliverLocal queues frames on uid's connections here; internal control

@@ -115,18 +115,28 @@ func TestPublishWakeReachesOnWake(t *testing.T) {
 
 // A push published while the user's other instance is not subscribed (it
 // is resubscribing after a Redis restart) is published again until that
-// instance hears it, with the counts as they are then.
+// instance hears it: a message with the counts as they are then, a
+// control push as it was.
 func TestPushNobodyHeardIsRepublished(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
-	const uid = 7601
-	if err := a.Redis.Do(ctx, a.Redis.B().Hset().Key(keyUserConns(uid)).FieldValue().FieldValue("elsewhere", "1").Build()).Error(); err != nil {
-		t.Fatal(err)
+	const uid, other = 7601, 7602
+	for _, c := range []rueidis.Completed{
+		a.Redis.B().Set().Key(keyAlive("elsewhere")).Value("1").Build(),
+		a.Redis.B().Hset().Key(keyUserConns(uid)).FieldValue().FieldValue("elsewhere", "1").Build(),
+		a.Redis.B().Hset().Key(keyUserConns(other)).FieldValue().FieldValue("elsewhere", "1").Build(),
+	} {
+		if err := a.Redis.Do(ctx, c).Error(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := a.pushToUser(ctx, uid, hub.Frame{Type: "msg", ID: "77", Key: "77:1", Data: []byte(`{"type":"msg","id":"77"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(250 * time.Millisecond) // the first publish went unheard; now the instance comes back
+	if err := a.pushToUser(ctx, other, hub.Frame{Type: ctlSegments}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond) // the first publishes went unheard; now the instance comes back
 	got := make(chan string, 4)
 	sub, cancel := a.Redis.Dedicate()
 	defer cancel()
@@ -134,15 +144,41 @@ func TestPushNobodyHeardIsRepublished(t *testing.T) {
 	if err := sub.Do(ctx, sub.B().Subscribe().Channel(keyInstanceChannel("elsewhere")).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-got:
-		uid, frames, err := decodeEnvelope([]byte(m))
-		if err != nil || uid != 7601 || len(frames) != 2 || frames[0].ID != "77" || frames[1].Type != "unread" {
-			t.Fatalf("republished %q (%v), want msg 77 and the counts for 7601", m, err)
+	for range 2 {
+		select {
+		case m := <-got:
+			to, frames, err := decodeEnvelope([]byte(m))
+			switch {
+			case err != nil:
+				t.Fatalf("republished %q: %v", m, err)
+			case to == uid && (len(frames) != 2 || frames[0].ID != "77" || frames[1].Type != "unread"):
+				t.Fatalf("republished %q, want msg 77 and the counts", m)
+			case to == other && (len(frames) != 1 || frames[0].Type != ctlSegments):
+				t.Fatalf("republished %q, want the control push alone", m)
+			}
+		case err := <-wait:
+			t.Fatal(err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("an unheard push was not published again")
 		}
-	case err := <-wait:
+	}
+}
+
+// Nothing is tried again for an instance that is gone.
+func TestPushToAGoneInstanceIsNotRepublished(t *testing.T) {
+	a := testApp(t)
+	ctx := context.Background()
+	const uid = 7603
+	if err := a.Redis.Do(ctx, a.Redis.B().Hset().Key(keyUserConns(uid)).FieldValue().FieldValue("crashed", "1").Build()).Error(); err != nil {
 		t.Fatal(err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the unheard push was not published again")
+	}
+	if err := a.pushToUser(ctx, uid, hub.Frame{Type: "msg", ID: "78", Key: "78:1", Data: []byte(`{"type":"msg","id":"78"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// The first try comes after 100 ms and finds no alive key; without
+	// that check the tries would go on for 8 s.
+	time.Sleep(500 * time.Millisecond)
+	if n := a.republishing.Load(); n != 0 {
+		t.Fatalf("%d pushes still being tried for an instance without an alive key", n)
 	}
 }
