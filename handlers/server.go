@@ -62,7 +62,7 @@ func NewServer(a *app.App) (*Server, error) {
 	}
 	q := jobs.Queue{Client: s.queue, Wake: wake}
 	if a.Cfg.RunWorkers && !a.Cfg.NoDirectDelivery {
-		s.direct = jobs.NewDirect(redisOpt, a.Deliver, a.Cfg.WorkerConcurrency, jobs.JournalAfter, a.Log)
+		s.direct = jobs.NewDirect(redisOpt, a.Deliver, wake, a.Cfg.WorkerConcurrency, jobs.JournalAfter, a.Log)
 		q.Direct = s.direct
 	}
 	a.Queue = q
@@ -217,14 +217,19 @@ func (s *Server) shutdownOnce(ctx context.Context) {
 	if s.scheduler != nil {
 		s.scheduler.Shutdown()
 	}
-	if s.direct != nil { // before App.Close: the ingest batcher's last flush goes through the queue
-		s.direct.Shutdown(jobs.CancelTasksAt(s.App.Cfg))
+	// Direct deliveries and the workers' tasks wind down side by side;
+	// both before App.Close, whose ingest batcher's last flush goes
+	// through the queue.
+	var direct sync.WaitGroup
+	if s.direct != nil {
+		direct.Go(func() { s.direct.Shutdown(jobs.CancelTasksAt(s.App.Cfg)) })
 	}
 	if s.workers != nil {
 		stop := time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks)
 		s.workers.Shutdown()
 		stop.Stop()
 	}
+	direct.Wait()
 	s.App.Close()
 	_ = s.queue.Close() // after App.Close: its ingest batcher flushes into the queue
 }

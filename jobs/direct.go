@@ -37,6 +37,7 @@ const directTimeout = 50 * time.Second
 // otherwise the task is queued as usual. Safe for concurrent use.
 type Direct struct {
 	deliver func(context.Context, []*app.Delivery, bool) error
+	wake    func() // after queueing for the workers (may be nil)
 	client  *asynq.Client
 	rdb     redis.UniversalClient // for dropJournal
 	log     *slog.Logger
@@ -52,11 +53,12 @@ type Direct struct {
 
 // NewDirect returns a Direct running deliver for up to concurrency
 // deliveries at once, with journals due after (JournalAfter in
-// production).
-func NewDirect(redisOpt asynq.RedisConnOpt, deliver func(context.Context, []*app.Delivery, bool) error, concurrency int, after time.Duration, log *slog.Logger) *Direct {
+// production). wake, if set, is called when work is queued for the
+// workers instead.
+func NewDirect(redisOpt asynq.RedisConnOpt, deliver func(context.Context, []*app.Delivery, bool) error, wake func(), concurrency int, after time.Duration, log *slog.Logger) *Direct {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Direct{
-		deliver: deliver, client: asynq.NewClient(redisOpt), rdb: redisOpt.MakeRedisClient().(redis.UniversalClient),
+		deliver: deliver, wake: wake, client: asynq.NewClient(redisOpt), rdb: redisOpt.MakeRedisClient().(redis.UniversalClient),
 		log: log, after: after, slots: make(chan struct{}, max(concurrency, 1)), ctx: ctx, cancel: cancel,
 	}
 }
@@ -106,9 +108,10 @@ func (d *Direct) enqueue(ctx context.Context, ds []*app.Delivery) (handled bool,
 	opts := append([]asynq.Option{asynq.Queue(QueueFast), asynq.TaskID(id), asynq.ProcessIn(d.after)}, deliverOpts...)
 	if _, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, payload, opts...)); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			// An earlier attempt journaled these very messages (its answer
-			// was lost): that journal delivers them.
-			return true, nil
+			// An earlier attempt journaled the first of these messages (an
+			// ingest retried under its first ids), but the batch may hold
+			// others: queue it all for the workers, recounting.
+			return true, d.queueNow(ctx, payload)
 		}
 		return true, fmt.Errorf("enqueue delivery: %w", err)
 	}
@@ -127,7 +130,7 @@ func (d *Direct) run(id string, ds []*app.Delivery, payload []byte) {
 		// due: queue it for at once (recounting, like the journal), then
 		// drop the journal. If the queueing fails, the journal still
 		// comes due.
-		_, qerr := d.client.Enqueue(asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...)...))
+		qerr := d.queueNow(context.Background(), payload)
 		d.log.Warn("direct delivery failed; queued for the workers", "task", id, "err", err, "queue_err", qerr)
 		if qerr != nil {
 			return
@@ -137,6 +140,17 @@ func (d *Direct) run(id string, ds []*app.Delivery, payload []byte) {
 		// It comes due later and delivers again, recounting: harmless.
 		d.log.Warn("drop delivery journal", "task", id, "err", err)
 	}
+}
+
+// queueNow queues a (recounting) delivery payload for the workers.
+func (d *Direct) queueNow(ctx context.Context, payload []byte) error {
+	if _, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...)...)); err != nil {
+		return fmt.Errorf("enqueue delivery: %w", err)
+	}
+	if d.wake != nil {
+		d.wake()
+	}
+	return nil
 }
 
 // dropJournal deletes journal task id while it is still scheduled (once

@@ -55,7 +55,7 @@ func newDirectRig(t *testing.T, slots int) *directRig {
 		}
 		return result
 	}
-	r.direct = NewDirect(r.opt, deliver, slots, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.direct = NewDirect(r.opt, deliver, nil, slots, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.queue = Queue{Client: r.client, Direct: r.direct}
 	srv := asynq.NewServer(r.opt, asynq.Config{Concurrency: 2, Queues: map[string]int{QueueFast: 1}, TaskCheckInterval: 50 * time.Millisecond,
 		Logger: slogAdapter{slog.New(slog.NewTextHandler(io.Discard, nil))}, LogLevel: asynq.FatalLevel})
@@ -191,9 +191,10 @@ func TestDirectFallsBackToTheQueue(t *testing.T) {
 	}
 }
 
-// The same messages journaled twice (an ingest retry after a lost answer)
-// are delivered by the first journal only.
-func TestDirectRefusesASecondJournal(t *testing.T) {
+// A batch whose first message was journaled before (an ingest retried
+// under its first ids, batched with other calls) is queued whole for the
+// workers, recounting: the earlier journal does not hold the others.
+func TestDirectQueuesABatchWhoseJournalExists(t *testing.T) {
 	r := newDirectRig(t, 4)
 	hold := make(chan struct{})
 	r.set(nil, hold)
@@ -201,12 +202,21 @@ func TestDirectRefusesASecondJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-r.calls
-	if err := r.queue.EnqueueDeliver(context.Background(), delivery(106)); err != nil {
-		t.Fatalf("second journal: %v, want nil (the first delivers)", err)
+	batch := append(delivery(106), delivery(110)...)
+	if err := r.queue.EnqueueDeliver(context.Background(), batch); err != nil {
+		t.Fatalf("second journal: %v", err)
+	}
+	select {
+	case p := <-r.journal:
+		if !p.Recount || len(p.Deliveries) != 2 || p.Deliveries[1].IDs[0] != 110 {
+			t.Fatalf("queued = %+v, want both deliveries, recounted", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the batch was not queued for the workers")
 	}
 	select {
 	case <-r.calls:
-		t.Fatal("the same messages were delivered twice")
+		t.Fatal("the batch was delivered directly besides")
 	case <-time.After(200 * time.Millisecond):
 	}
 	close(hold)
