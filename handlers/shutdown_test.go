@@ -82,3 +82,46 @@ func TestShutdownMidDeliveryCountsOnce(t *testing.T) {
 		t.Fatalf("%d rows, want 1", n)
 	}
 }
+
+// With direct delivery off (PUSHDESK_DIRECT_DELIVERY=0), fast work goes
+// through the queue to the workers and arrives the same: pushed, counted
+// once, stored, and the queue left empty.
+func TestQueuedDeliveryWithoutDirect(t *testing.T) {
+	const redisURL = "redis://127.0.0.1:6379/14" // a queue of its own
+	r, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}, SelectDB: 14, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Do(context.Background(), r.B().Flushdb().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	s := startServer(t, func(c *app.Config) { c.RedisURL, c.RunWorkers, c.NoDirectDelivery = redisURL, true, true })
+	uid := newUID()
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws?token="+mint(t, uid), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ws := &wsClient{tb: t, conn: conn}
+	ws.until("hello")
+	code, body := doAt(t, "http://"+s.Addr(), http.MethodPost, "/internal/v1/messages", testIngestKey,
+		fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"queued"}}`, uid))
+	if code != 202 {
+		t.Fatalf("ingest = %d %v", code, body)
+	}
+	id := body["ids"].([]any)[0].(string)
+	if m := ws.until("msg"); m.str("id") != id {
+		t.Fatalf("msg = %v, want %s", m, id)
+	}
+	if u := ws.until("unread"); u.num("total") != 1 {
+		t.Fatalf("unread = %v, want total 1", u)
+	}
+	waitRows(t, uid, 1)
+	inspect := asynq.NewInspector(asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 14})
+	defer inspect.Close()
+	q, err := inspect.GetQueueInfo(jobs.QueueFast)
+	if err != nil || q.Processed+q.ProcessedTotal == 0 || q.Scheduled != 0 {
+		t.Fatalf("fast queue = %+v, %v; want the task processed by a worker, no journal", q, err)
+	}
+}
