@@ -43,7 +43,14 @@ func NewDeliverTask(ds []*app.Delivery) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
-	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...)...), nil
+	return fastDeliverTask(payload), nil
+}
+
+// fastDeliverTask is a TypeDeliver task on the fast queue with extra
+// options (a task id, a delay).
+func fastDeliverTask(payload []byte, extra ...asynq.Option) *asynq.Task {
+	opts := append(append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...), extra...)
+	return asynq.NewTask(TypeDeliver, payload, opts...)
 }
 
 // NewDelayedDeliverTask wraps a delivery for inactive users: it waits in

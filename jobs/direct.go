@@ -105,8 +105,7 @@ func (d *Direct) enqueue(ctx context.Context, ds []*app.Delivery) (handled bool,
 	if err != nil {
 		return true, fmt.Errorf("encode delivery: %w", err)
 	}
-	opts := append([]asynq.Option{asynq.Queue(QueueFast), asynq.TaskID(id), asynq.ProcessIn(d.after)}, deliverOpts...)
-	if _, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, payload, opts...)); err != nil {
+	if _, err := d.client.EnqueueContext(ctx, fastDeliverTask(payload, asynq.TaskID(id), asynq.ProcessIn(d.after))); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			// An earlier attempt journaled the first of these messages (an
 			// ingest retried under its first ids), but the batch may hold
@@ -144,7 +143,7 @@ func (d *Direct) run(id string, ds []*app.Delivery, payload []byte) {
 
 // queueNow queues a (recounting) delivery payload for the workers.
 func (d *Direct) queueNow(ctx context.Context, payload []byte) error {
-	if _, err := d.client.EnqueueContext(ctx, asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...)...)); err != nil {
+	if _, err := d.client.EnqueueContext(ctx, fastDeliverTask(payload)); err != nil {
 		return fmt.Errorf("enqueue delivery: %w", err)
 	}
 	if d.wake != nil {
