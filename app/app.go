@@ -54,10 +54,11 @@ type App struct {
 	lastSeen    *Batcher[models.LastSeen]
 	fast        fastCache
 
-	onWake       atomic.Pointer[func()] // see SetOnWake
-	republishing atomic.Int64           // pushes being tried again (see republish)
-	mismatches   int                    // registry refreshes in a row that found drift (keepAlive only)
-	node         atomic.Uint64          // the id-generator node this instance leases
+	onWake          atomic.Pointer[func()] // see SetOnWake
+	republishing    atomic.Int64           // pushes being tried again (see republish)
+	republishWarned atomic.Int64           // unix second of the last "dropped" warning
+	mismatches      int                    // registry refreshes in a row that found drift (keepAlive only)
+	node            atomic.Uint64          // the id-generator node this instance leases
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -77,7 +77,10 @@ const maxRepublishing = 1024
 func (a *App) republish(inst string, uid uint64, frames []hub.Frame) {
 	if a.republishing.Add(1) > maxRepublishing {
 		a.republishing.Add(-1)
-		a.Log.Warn("push nobody heard dropped: too many being retried", "instance", inst, "uid", uid)
+		a.Metrics.Errors.WithLabelValues("push retry dropped").Inc()
+		if now := time.Now().Unix(); a.republishWarned.Swap(now) != now { // a line a second at most
+			a.Log.Warn("pushes nobody heard dropped: too many being retried", "instance", inst)
+		}
 		return
 	}
 	defer a.republishing.Add(-1)
@@ -126,6 +129,9 @@ func (a *App) republishOnce(ctx context.Context, inst string, uid uint64, frames
 		if u, err := a.Unread(ctx, uid); err == nil {
 			out = append(slices.Clip(msgs), unreadFrameOf(u))
 		}
+	}
+	if len(out) == 0 {
+		return false, fmt.Errorf("nothing left to push to %d", uid) // counts only, and unreadable now
 	}
 	n, err := a.Redis.Do(ctx, a.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(encodeEnvelope(uid, out))).Build()).AsInt64()
 	return n > 0, err

@@ -20,6 +20,13 @@ import (
 // cancelled before asynq's own deadline, fails, and its retry rebuilds the
 // counts instead.
 func TestShutdownMidDeliveryCountsOnce(t *testing.T) {
+	// Through a worker's task (cancelled before asynq's deadline), and as a
+	// direct delivery (cancelled and handed to the workers).
+	t.Run("queued", func(t *testing.T) { shutdownMidDelivery(t, true) })
+	t.Run("direct", func(t *testing.T) { shutdownMidDelivery(t, false) })
+}
+
+func shutdownMidDelivery(t *testing.T, noDirect bool) {
 	const redisURL = "redis://127.0.0.1:6379/13" // a queue of its own: the shared test server must not take the task
 	r, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}, SelectDB: 13, DisableCache: true})
 	if err != nil {
@@ -30,7 +37,7 @@ func TestShutdownMidDeliveryCountsOnce(t *testing.T) {
 	}
 	r.Close()
 	config := func(c *app.Config) {
-		c.RedisURL, c.RunWorkers, c.WorkerShutdown = redisURL, true, 2*time.Second
+		c.RedisURL, c.RunWorkers, c.WorkerShutdown, c.NoDirectDelivery = redisURL, true, 2*time.Second, noDirect
 	}
 	s1 := startServer(t, config)
 	base1 := "http://" + s1.Addr()

@@ -20,8 +20,13 @@ import (
 const JournalAfter = 60 * time.Second
 
 // directTimeout bounds one direct delivery, so it ends before its journal
-// comes due.
-const directTimeout = 50 * time.Second
+// comes due; handOverTimeout bounds each Redis call after it (queueing for
+// the workers, dropping the journal), so a shutdown with Redis gone is not
+// held up: the journal still comes due.
+const (
+	directTimeout   = 50 * time.Second
+	handOverTimeout = 3 * time.Second
+)
 
 // Direct delivers fast work in the process that queued it, without the
 // round trips and the wait of a dequeue. The task still goes into asynq
@@ -129,7 +134,9 @@ func (d *Direct) run(id string, ds []*app.Delivery, payload []byte) {
 		// due: queue it for at once (recounting, like the journal), then
 		// drop the journal. If the queueing fails, the journal still
 		// comes due.
-		qerr := d.queueNow(context.Background(), payload)
+		qctx, qcancel := context.WithTimeout(context.Background(), handOverTimeout)
+		qerr := d.queueNow(qctx, payload)
+		qcancel()
 		d.log.Warn("direct delivery failed; queued for the workers", "task", id, "err", err, "queue_err", qerr)
 		if qerr != nil {
 			return
@@ -160,7 +167,9 @@ func (d *Direct) queueNow(ctx context.Context, payload []byte) error {
 // later asynq names them otherwise, journals simply come due.
 func (d *Direct) dropJournal(id string) error {
 	prefix := "asynq:{" + QueueFast + "}:"
-	return dropJournalScript.Run(context.Background(), d.rdb, []string{prefix + "t:" + id, prefix + "scheduled"}, id).Err()
+	ctx, cancel := context.WithTimeout(context.Background(), handOverTimeout)
+	defer cancel()
+	return dropJournalScript.Run(ctx, d.rdb, []string{prefix + "t:" + id, prefix + "scheduled"}, id).Err()
 }
 
 var dropJournalScript = redis.NewScript(`
