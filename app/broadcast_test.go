@@ -18,6 +18,13 @@ func recurringTemplate(t *testing.T, a *App, spec string) uint64 {
 	return tmpl.ID
 }
 
+// steadyClock moves a's clock to 5 s past hh:10 of the next hour, so a
+// test's runs do not straddle a minute or an hour by chance.
+func steadyClock(a *App) {
+	now := a.Clock.Now().UTC()
+	a.Clock.Advance(now.Truncate(time.Hour).Add(time.Hour + 10*time.Minute + 5*time.Second).Sub(now))
+}
+
 func occurrencesOf(t *testing.T, a *App, tmpl uint64) int {
 	t.Helper()
 	var n int
@@ -32,6 +39,7 @@ func occurrencesOf(t *testing.T, a *App, tmpl uint64) int {
 func TestOccurrenceRetryInTheNextMinuteReusesItsOccurrence(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
+	steadyClock(a)
 	tmpl := recurringTemplate(t, a, "* * * * *")
 	first, err := a.NewOccurrence(ctx, tmpl, "run-a")
 	if err != nil || first == 0 {
@@ -69,6 +77,7 @@ func TestOccurrenceRetryInTheNextMinuteReusesItsOccurrence(t *testing.T) {
 func TestOccurrenceRetryStoresWhatItClaimed(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
+	steadyClock(a)
 	tmpl := recurringTemplate(t, a, "* * * * *")
 	claimed := a.IDs.Next()
 	if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(keyOccurrenceRun("run-d")).Value(FormatID(claimed)).Build()).Error(); err != nil {
@@ -89,6 +98,7 @@ func TestOccurrenceRetryStoresWhatItClaimed(t *testing.T) {
 func TestOccurrenceOfAnHourlyBroadcastIsClaimedByItsTick(t *testing.T) {
 	a := testApp(t)
 	ctx := context.Background()
+	steadyClock(a)
 	tmpl := recurringTemplate(t, a, "0 * * * *")
 	first, err := a.NewOccurrence(ctx, tmpl, "run-e")
 	if err != nil || first == 0 {
