@@ -76,6 +76,19 @@ func newDirectRig(t *testing.T, slots int) *directRig {
 	return r
 }
 
+// nextQueued waits for the next delivery task a worker runs, failing with
+// what after 10 s.
+func (r *directRig) nextQueued(t *testing.T, what string) DeliverPayload {
+	t.Helper()
+	select {
+	case p := <-r.journal:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal(what)
+		return DeliverPayload{}
+	}
+}
+
 func (r *directRig) set(result error, hold chan struct{}) {
 	r.mu.Lock()
 	r.result, r.hold = result, hold
@@ -131,13 +144,9 @@ func TestFailedDirectDeliveryRunsItsJournalNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-r.calls
-	select {
-	case p := <-r.journal:
-		if !p.Recount || len(p.Deliveries) != 1 || p.Deliveries[0].IDs[0] != 102 {
-			t.Fatalf("journal = %+v, want delivery 102, recounted", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a failed delivery was not handed to the workers (its journal is due only in an hour)")
+	p := r.nextQueued(t, "a failed delivery was not handed to the workers (its journal is due only in an hour)")
+	if !p.Recount || len(p.Deliveries) != 1 || p.Deliveries[0].IDs[0] != 102 {
+		t.Fatalf("journal = %+v, want delivery 102, recounted", p)
 	}
 	r.journalGone(t, 102) // else it would deliver a second time
 }
@@ -154,13 +163,9 @@ func TestDirectFallsBackToTheQueue(t *testing.T) {
 	if err := r.queue.EnqueueDeliver(context.Background(), delivery(104)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case p := <-r.journal:
-		if p.Recount || p.Deliveries[0].IDs[0] != 104 {
-			t.Fatalf("queued task = %+v, want 104 as a first attempt", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the overflow was not queued for the workers")
+	p := r.nextQueued(t, "the overflow was not queued for the workers")
+	if p.Recount || p.Deliveries[0].IDs[0] != 104 {
+		t.Fatalf("queued task = %+v, want 104 as a first attempt", p)
 	}
 	// Shutdown waits for the delivery under way, then takes no more.
 	done := make(chan struct{})
@@ -176,13 +181,8 @@ func TestDirectFallsBackToTheQueue(t *testing.T) {
 	if err := r.queue.EnqueueDeliver(context.Background(), delivery(105)); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case p := <-r.journal:
-		if p.Deliveries[0].IDs[0] != 105 {
-			t.Fatalf("queued task = %+v, want 105", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("after Shutdown the work was not queued")
+	if p := r.nextQueued(t, "after Shutdown the work was not queued"); p.Deliveries[0].IDs[0] != 105 {
+		t.Fatalf("queued task = %+v, want 105", p)
 	}
 	select {
 	case ds := <-r.calls:
@@ -206,13 +206,9 @@ func TestDirectQueuesABatchWhoseJournalExists(t *testing.T) {
 	if err := r.queue.EnqueueDeliver(context.Background(), batch); err != nil {
 		t.Fatalf("second journal: %v", err)
 	}
-	select {
-	case p := <-r.journal:
-		if !p.Recount || len(p.Deliveries) != 2 || p.Deliveries[1].IDs[0] != 110 {
-			t.Fatalf("queued = %+v, want both deliveries, recounted", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the batch was not queued for the workers")
+	p := r.nextQueued(t, "the batch was not queued for the workers")
+	if !p.Recount || len(p.Deliveries) != 2 || p.Deliveries[1].IDs[0] != 110 {
+		t.Fatalf("queued = %+v, want both deliveries, recounted", p)
 	}
 	select {
 	case <-r.calls:
@@ -233,13 +229,9 @@ func TestDirectShutdownCancelsAndHandsOver(t *testing.T) {
 	}
 	<-r.calls
 	r.direct.Shutdown(100 * time.Millisecond)
-	select {
-	case p := <-r.journal:
-		if !p.Recount || p.Deliveries[0].IDs[0] != 107 {
-			t.Fatalf("journal = %+v, want 107 recounted", p)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the cancelled delivery was not handed to the workers")
+	p := r.nextQueued(t, "the cancelled delivery was not handed to the workers")
+	if !p.Recount || p.Deliveries[0].IDs[0] != 107 {
+		t.Fatalf("journal = %+v, want 107 recounted", p)
 	}
 	r.journalGone(t, 107)
 }
