@@ -117,7 +117,10 @@ func (a *App) Deliver(ctx context.Context, ds []*Delivery, recount bool) error {
 		}
 	}
 	a.clearInFlight(ctx, uids, ids)
-	told := make(map[uint64]bool, len(stale))
+	var told map[uint64]bool // made only when some user needs counts: not per task
+	if len(stale) > 0 {
+		told = make(map[uint64]bool, len(stale))
+	}
 	for _, i := range stale {
 		if uid := rows[i].ToUID; !told[uid] {
 			told[uid] = true
