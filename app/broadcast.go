@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -365,19 +368,38 @@ type liveBroadcast struct {
 	Gen     int64 // the broadcast generation its send started
 }
 
-// fanOutLocal queues frame on every local connection in the broadcast's
-// segment, one hub shard at a time; the frame's bytes are shared by all of
-// them. Each connection also gets its new counts: what it was last told
-// plus this broadcast, unless what it was told already included it.
+// fanOutLocal sends frame to every local connection in the broadcast's
+// segment, the hub's shards split between fanOutParts goroutines; the
+// frame's bytes are shared by all of them. An idle connection is written
+// at once by the fan-out (hub.Client.Offer), a busy one gets it queued.
+// Each connection also gets its new counts: what it was last told plus
+// this broadcast, unless what it was told already included it.
 func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 	start := time.Now()
+	parts := fanOutParts()
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for part := range parts {
+		wg.Go(func() { n.Add(int64(a.fanOutPart(live, frame, part, parts))) })
+	}
+	wg.Wait()
+	a.Metrics.Pushed.Add(float64(n.Load()))
+	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", live.Segment, "connections", n.Load(), "took", time.Since(start))
+	return int(n.Load())
+}
+
+// fanOutParts is how many goroutines share a local fan-out: one per CPU
+// the process may use, as each spends most of its time in write calls.
+func fanOutParts() int { return runtime.GOMAXPROCS(0) }
+
+func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, part, parts int) int {
 	n := 0
 	// Most members were last told one of a few counts, so new unread
 	// frames are memoised by the old counts' JSON: one encoding (and one
 	// shared Unread) per distinct count, not per member.
 	memo := make(map[string]hub.Frame)
 	var scratch []byte
-	a.Hub.Each(func(c *hub.Client) {
+	a.Hub.EachPart(part, parts, func(c *hub.Client) {
 		if !c.InSegment(live.Segment) {
 			return
 		}
@@ -391,16 +413,14 @@ func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 					memo[string(scratch)] = f
 				}
 			}
-			ok = c.Send(frame, f)
+			ok = c.Offer(frame, f)
 		} else {
-			ok = c.Send(frame)
+			ok = c.Offer(frame)
 		}
 		if ok {
 			n++
 		}
 	})
-	a.Metrics.Pushed.Add(float64(n))
-	a.Log.Info("broadcast fanned out", "id", frame.ID, "segment", live.Segment, "connections", n, "took", time.Since(start))
 	return n
 }
 

@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"cmp"
 	"crypto/tls"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -12,15 +14,21 @@ import (
 // the connection; between Cork and Uncork those writes are buffered here
 // and leave together. Writes made by the library on other goroutines
 // (pongs, close frames) share the same lock and buffer, so order holds.
+// TryUncork writes without waiting for the peer and keeps what the socket
+// would not take; that goes out first with the next write (or Flush).
 // A write that fails, or stops partway, is sticky: the connection is
 // closed and later writes fail, since whatever followed (a close frame,
 // say) would land inside a truncated frame. Safe for concurrent use.
 type corkConn struct {
 	net.Conn
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte
-	err    error
+	// raw, when set, is the socket's raw side: writes go out through
+	// rawWrite instead of Conn.Write, and TryUncork is possible.
+	raw     syscall.RawConn
+	mu      sync.Mutex
+	corked  bool
+	buf     *[]byte
+	pending []byte // what TryUncork could not write yet
+	err     error
 	// wd is the write deadline in force. The WebSocket library sets the
 	// deadline before every frame; setting the same one again costs a
 	// runtime timer update per frame, so a repeat is skipped.
@@ -63,11 +71,22 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		*c.buf = append(*c.buf, p...)
 		return len(p), nil
 	}
-	n, err := c.Conn.Write(p)
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
+	n, err := c.write(p, true)
 	if err != nil {
 		c.failLocked(err)
 	}
 	return n, err
+}
+
+// write sends p on the socket; unless wait, only what it takes at once.
+func (c *corkConn) write(p []byte, wait bool) (int, error) {
+	if c.raw != nil {
+		return rawWrite(c.Conn, c.raw, p, wait)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *corkConn) failLocked(err error) {
@@ -77,6 +96,22 @@ func (c *corkConn) failLocked(err error) {
 	}
 }
 
+// flushLocked writes what TryUncork kept, waiting for the peer.
+func (c *corkConn) flushLocked() error {
+	if c.err != nil {
+		return c.err
+	}
+	if len(c.pending) == 0 {
+		return nil
+	}
+	if _, err := c.write(c.pending, true); err != nil {
+		c.failLocked(err)
+		return err
+	}
+	c.pending = nil
+	return nil
+}
+
 // Cork starts buffering writes.
 func (c *corkConn) Cork() {
 	c.mu.Lock()
@@ -84,27 +119,78 @@ func (c *corkConn) Cork() {
 	c.mu.Unlock()
 }
 
-// Uncork writes what was buffered in one call and stops buffering.
+// TryCork is Cork unless a write that may wait for the peer holds the
+// connection; it reports whether it corked. Once corked, other writers
+// only append to the buffer, so nothing the caller does next waits.
+func (c *corkConn) TryCork() bool {
+	if !c.mu.TryLock() {
+		return false
+	}
+	c.corked = true
+	c.mu.Unlock()
+	return true
+}
+
+// Uncork writes what was buffered (after anything TryUncork kept) in one
+// call and stops buffering.
 func (c *corkConn) Uncork() error {
+	_, err := c.uncork(true)
+	return err
+}
+
+// TryUncork is Uncork without waiting for the peer: what the socket does
+// not take at once is kept for the next write or Flush, and pending
+// reports that some was. Only for connections with a raw side (canTry).
+func (c *corkConn) TryUncork() (pending bool, err error) {
+	return c.uncork(false)
+}
+
+// canTry reports whether TryUncork can write without waiting.
+func (c *corkConn) canTry() bool { return c.raw != nil }
+
+// Flush writes what TryUncork kept, waiting for the peer.
+func (c *corkConn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *corkConn) uncork(wait bool) (pending bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
-	if c.buf == nil {
-		return nil
-	}
 	b := c.buf
 	c.buf = nil
-	err := c.err
-	if err == nil {
-		if _, err = c.Conn.Write(*b); err != nil {
+	if b == nil {
+		if wait {
+			err = c.flushLocked()
+		}
+		return len(c.pending) > 0, cmp.Or(err, c.err)
+	}
+	err = c.err
+	switch {
+	case err != nil:
+	case wait:
+		if err = c.flushLocked(); err == nil {
+			if _, err = c.write(*b, true); err != nil {
+				c.failLocked(err)
+			}
+		}
+	case len(c.pending) > 0: // behind what is already waiting
+		c.pending = append(c.pending, *b...)
+	default:
+		var n int
+		if n, err = c.write(*b, false); err != nil {
 			c.failLocked(err)
+		} else if n < len(*b) {
+			c.pending = append([]byte(nil), (*b)[n:]...)
 		}
 	}
 	if cap(*b) <= 64<<10 { // keep pooled buffers small
 		*b = (*b)[:0]
 		corkBufs.Put(b)
 	}
-	return err
+	return len(c.pending) > 0, err
 }
 
 // corkListener wraps accepted connections in corkConn.
@@ -115,7 +201,18 @@ func (l corkListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &corkConn{Conn: c}, nil
+	return newCorkConn(c), nil
+}
+
+// newCorkConn wraps c, writing through its raw side when it has one.
+func newCorkConn(c net.Conn) *corkConn {
+	cc := &corkConn{Conn: c}
+	if sc, ok := c.(syscall.Conn); ok && rawWrites {
+		if raw, err := sc.SyscallConn(); err == nil {
+			cc.raw = raw
+		}
+	}
+	return cc
 }
 
 // corkOf finds the corkConn under a request's connection (through TLS).

@@ -58,7 +58,11 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 		t.Fatal(r.err)
 	}
 	t.Cleanup(func() { r.c.Close() })
-	return &corkConn{Conn: sc}, r.c
+	cc := newCorkConn(sc)
+	if !rawWrites && cc.raw != nil {
+		t.Fatal("raw writes set up where they are not implemented")
+	}
+	return cc, r.c
 }
 
 // A batch that fails with a frame half sent ends the connection: nothing
@@ -104,5 +108,99 @@ func TestCorkConnDeadlineChangesTakeEffect(t *testing.T) {
 	}
 	if _, err := cc.Write([]byte{0x81, 0}); err == nil {
 		t.Fatal("write after a lapsed deadline succeeded: the new deadline was skipped")
+	}
+}
+
+// textFrame is one unmasked server text frame of n copies of b.
+func textFrame(n int, b byte) []byte {
+	head := []byte{0x81, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	return append(head, bytes.Repeat([]byte{b}, n)...)
+}
+
+// TryUncork hands over what the socket takes at once and keeps the rest;
+// the next write sends the rest first, so the peer sees whole frames in
+// order.
+func TestTryUncorkNeverWaitsAndTheRestGoesFirst(t *testing.T) {
+	cc, client := wsPair(t)
+	if !cc.canTry() {
+		t.Skip("no raw writes on this platform")
+	}
+	_ = cc.SetWriteDeadline(time.Now().Add(time.Minute))
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second)) // a garbled stream fails, not hangs
+	if !cc.TryCork() {
+		t.Fatal("TryCork declined on an idle connection")
+	}
+	if _, err := cc.Write(textFrame(256<<10, 'a')); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var pending bool
+	var err error
+	go func() { pending, err = cc.TryUncork(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("TryUncork waited for a peer that reads nothing")
+	}
+	if err != nil || !pending {
+		t.Fatalf("TryUncork = %v, %v; want bytes kept and no error", pending, err)
+	}
+	// Nobody reads yet, so a write that waits holds the connection:
+	// TryCork declines rather than wait behind it.
+	wrote := make(chan error, 1)
+	go func() { _, err := cc.Write(textFrame(5, 'z')); wrote <- err }()
+	declined := false
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !declined; time.Sleep(time.Millisecond) {
+		if !cc.TryCork() {
+			declined = true
+			break
+		}
+		cc.mu.Lock() // it corked before the write began: undo and look again
+		cc.corked = false
+		cc.mu.Unlock()
+	}
+	if !declined {
+		t.Fatal("TryCork never declined while a write waited for the peer")
+	}
+	for i, want := range [][]byte{bytes.Repeat([]byte{'a'}, 256<<10), []byte("zzzzz")} {
+		_, got, err := client.ReadMessage()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("message %d: %d bytes (%v), want %d", i, len(got), err, len(want))
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("the write behind the kept bytes: %v", err)
+	}
+}
+
+// Flush sends what TryUncork kept, and a TryUncork behind kept bytes adds
+// to them rather than overtaking them.
+func TestFlushSendsWhatTryUncorkKept(t *testing.T) {
+	cc, client := wsPair(t)
+	if !cc.canTry() {
+		t.Skip("no raw writes on this platform")
+	}
+	_ = cc.SetWriteDeadline(time.Now().Add(time.Minute))
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for _, b := range []byte{'a', 'b'} {
+		cc.TryCork()
+		_, _ = cc.Write(textFrame(128<<10, b))
+		if pending, err := cc.TryUncork(); err != nil || !pending {
+			t.Fatalf("TryUncork %c = %v, %v; want bytes kept", b, pending, err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- cc.Flush() }()
+	for _, b := range []byte{'a', 'b'} {
+		_, got, err := client.ReadMessage()
+		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{b}, 128<<10)) {
+			t.Fatalf("message %c: %d bytes (%v)", b, len(got), err)
+		}
+	}
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := cc.TryUncork(); pending || err != nil {
+		t.Fatalf("after Flush: pending %v, err %v", pending, err)
 	}
 }

@@ -24,13 +24,33 @@ type wsWriter struct {
 }
 
 func (w *wsWriter) Write(frames []hub.Frame) error {
+	w.setDeadline()
+	if w.cork != nil && len(frames) > 1 {
+		w.cork.Cork()
+	}
+	if err := w.frames(frames); err != nil {
+		if w.cork != nil {
+			_ = w.cork.Uncork()
+		}
+		return err
+	}
+	if w.cork != nil {
+		return w.cork.Uncork()
+	}
+	return nil
+}
+
+// setDeadline gives the library a write deadline with at least half of
+// writeWait left.
+func (w *wsWriter) setDeadline() {
 	if now := time.Now(); w.deadline.Sub(now) < writeWait/2 {
 		w.deadline = now.Add(writeWait)
 	}
 	_ = w.conn.SetWriteDeadline(w.deadline)
-	if w.cork != nil && len(frames) > 1 {
-		w.cork.Cork()
-	}
+}
+
+// frames hands frames to the library, one message each.
+func (w *wsWriter) frames(frames []hub.Frame) error {
 	for _, f := range frames {
 		var err error
 		var pm *websocket.PreparedMessage
@@ -46,16 +66,32 @@ func (w *wsWriter) Write(frames []hub.Frame) error {
 			err = w.conn.WriteMessage(websocket.TextMessage, f.Data)
 		}
 		if err != nil {
-			if w.cork != nil {
-				_ = w.cork.Uncork()
-			}
 			return err
 		}
 	}
-	if w.cork != nil {
-		return w.cork.Uncork()
-	}
 	return nil
+}
+
+// wsDirect is a wsWriter over a corkConn that can write without waiting:
+// it takes direct writes (hub.DirectWriter).
+type wsDirect struct{ *wsWriter }
+
+func (w wsDirect) TryWrite(frames []hub.Frame) (pending bool, err error) {
+	if !w.cork.TryCork() {
+		return false, hub.ErrBusy
+	}
+	w.setDeadline()
+	if err := w.frames(frames); err != nil {
+		_, _ = w.cork.TryUncork()
+		return false, err
+	}
+	return w.cork.TryUncork()
+}
+
+func (w wsDirect) Flush() error {
+	w.setDeadline()
+	_ = w.cork.SetWriteDeadline(w.deadline) // the library applies it only with its next frame
+	return w.cork.Flush()
 }
 
 func (w *wsWriter) Ping() error {
@@ -114,7 +150,11 @@ func wsHandler(s *Server) fiber.Handler {
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			_ = c.Run(&wsWriter{conn: conn, cork: cork}, heartbeat)
+			var w hub.Writer = &wsWriter{conn: conn, cork: cork}
+			if cork != nil && cork.canTry() {
+				w = wsDirect{w.(*wsWriter)}
+			}
+			_ = c.Run(w, heartbeat)
 		}()
 		idle := heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))

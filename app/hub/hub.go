@@ -107,6 +107,23 @@ func (h *Hub) Each(fn func(*Client)) {
 	}
 }
 
+// EachPart is Each over part of the hub: the shards i with i%parts ==
+// part, so parts goroutines can cover it together.
+func (h *Hub) EachPart(part, parts int, fn func(*Client)) {
+	for i := part; i < hubShards; i += parts {
+		s := &h.shards[i]
+		s.mu.RLock()
+		var list []*Client
+		for _, l := range s.users {
+			list = append(list, l...)
+		}
+		s.mu.RUnlock()
+		for _, c := range list {
+			fn(c)
+		}
+	}
+}
+
 // Has reports whether the connection connID of uid is registered here.
 func (h *Hub) Has(uid uint64, connID string) bool {
 	s := h.shard(uid)
