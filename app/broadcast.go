@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -331,7 +332,12 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 	frame := broadcastFrame(b, false)
 	live := liveBroadcast{Segment: b.Segment, Kind: b.Kind, Gen: gen}
 	payload := encodeBroadcastEnvelope(live, frame)
-	slices.Sort(insts)
+	// Other instances first: a publish takes a Redis round trip, while
+	// this instance's own fan-out takes as long as its connections need,
+	// and they should not wait for it.
+	slices.SortFunc(insts, func(x, y string) int {
+		return cmp.Or(cmp.Compare(boolInt(x == a.Instance), boolInt(y == a.Instance)), cmp.Compare(x, y))
+	})
 	for _, inst := range insts {
 		if slices.Contains(done, inst) {
 			continue
@@ -355,6 +361,13 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 		}
 	}
 	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // fanOutMemoMax bounds the distinct counts one fan-out remembers.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -367,6 +368,26 @@ func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
 		if extra := c.drain("msg", 300*time.Millisecond); len(extra) != 0 {
 			t.Fatalf("client %d got the broadcast again: %v", i, extra)
 		}
+	}
+}
+
+// A fan-out publishes to the other instances before it writes to its own
+// connections, which takes far longer: the others must not wait for it.
+func TestFanOutReachesOtherInstancesFirst(t *testing.T) {
+	startServer(t, func(*app.Config) {})
+	a := srv.App
+	ctx := context.Background()
+	id := a.IDs.Next()
+	if err := a.Repo.InsertBroadcast(ctx, &models.Broadcast{ID: id, Segment: uniqueSegment("order"), Kind: "system", Body: `{}`,
+		Status: models.BroadcastScheduled, CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	if err := a.FanOut(ctx, id, func(inst string) error { order = append(order, inst); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(order) < 2 || order[len(order)-1] != a.Instance || slices.Index(order, a.Instance) != len(order)-1 {
+		t.Fatalf("instances reached in order %v, want %s once and last", order, a.Instance)
 	}
 }
 
