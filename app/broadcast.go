@@ -412,6 +412,9 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, part, parts int) i
 	// shared Unread) per distinct count, not per member.
 	memo := make(map[string]hub.Frame)
 	var scratch []byte
+	// One slice for every Offer: it would escape, and cost an allocation
+	// per member, if made per call. Offer keeps no reference to it.
+	out := make([]hub.Frame, 2)
 	a.Hub.EachPart(part, parts, func(c *hub.Client) {
 		if !c.InSegment(live.Segment) {
 			return
@@ -426,9 +429,11 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, part, parts int) i
 					memo[string(scratch)] = f
 				}
 			}
-			ok = c.Offer(frame, f)
+			out[0], out[1] = frame, f
+			ok = c.Offer(out...)
 		} else {
-			ok = c.Offer(frame)
+			out[0] = frame
+			ok = c.Offer(out[:1]...)
 		}
 		if ok {
 			n++

@@ -21,9 +21,9 @@ import (
 // say) would land inside a truncated frame. Safe for concurrent use.
 type corkConn struct {
 	net.Conn
-	// raw, when set, is the socket's raw side: writes go out through
-	// rawWrite instead of Conn.Write, and TryUncork is possible.
-	raw     syscall.RawConn
+	// raw, when set, writes on the socket instead of Conn.Write, and
+	// makes TryUncork possible.
+	raw     *rawWriter
 	mu      sync.Mutex
 	corked  bool
 	buf     *[]byte
@@ -84,7 +84,7 @@ func (c *corkConn) Write(p []byte) (int, error) {
 // write sends p on the socket; unless wait, only what it takes at once.
 func (c *corkConn) write(p []byte, wait bool) (int, error) {
 	if c.raw != nil {
-		return rawWrite(c.Conn, c.raw, p, wait)
+		return c.raw.write(c.Conn, p, wait)
 	}
 	return c.Conn.Write(p)
 }
@@ -208,8 +208,8 @@ func (l corkListener) Accept() (net.Conn, error) {
 func newCorkConn(c net.Conn) *corkConn {
 	cc := &corkConn{Conn: c}
 	if sc, ok := c.(syscall.Conn); ok && rawWrites {
-		if raw, err := sc.SyscallConn(); err == nil {
-			cc.raw = raw
+		if rc, err := sc.SyscallConn(); err == nil {
+			cc.raw = newRawWriter(rc)
 		}
 	}
 	return cc

@@ -10,6 +10,9 @@ import (
 // rawWrites: corkConn writes through net.Conn.Write here.
 const rawWrites = false
 
-// rawWrite is net.Conn.Write where raw writes are not implemented; wait is
-// always honoured, as newCorkConn never sets raw here.
-func rawWrite(c net.Conn, _ syscall.RawConn, p []byte, _ bool) (int, error) { return c.Write(p) }
+// rawWriter is not implemented here; newCorkConn never makes one.
+type rawWriter struct{}
+
+func newRawWriter(syscall.RawConn) *rawWriter { return &rawWriter{} }
+
+func (*rawWriter) write(c net.Conn, p []byte, _ bool) (int, error) { return c.Write(p) }
