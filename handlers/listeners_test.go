@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/hub"
 )
 
 // startServer runs a second in-process server with cfg changes applied.
@@ -223,4 +225,40 @@ func TestShutdownTellsClientsToReconnect(t *testing.T) {
 	if body["online"] != false {
 		t.Fatalf("presence after the instance stopped = %v, want offline", body)
 	}
+}
+
+// A panic while acting on a client's frame ends that connection only: the
+// client is unregistered and its writer stopped before the library takes
+// the conn back for reuse, and the instance goes on serving.
+func TestPanickingFrameEndsOnlyItsConnection(t *testing.T) {
+	s := startServer(t, func(*app.Config) {})
+	s.frameHook = func(ctx context.Context, c *hub.Client, data []byte) {
+		if string(data) == `{"type":"boom"}` {
+			panic("boom")
+		}
+		s.App.HandleFrame(ctx, c, data)
+	}
+	base := "ws://" + s.Addr()
+	victim := dialWSGroups(t, base, newUID())
+	victim.send(`{"type":"boom"}`)
+	_ = victim.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := victim.conn.ReadMessage(); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the connection lived on after its handler panicked")
+			}
+			break
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if conns, _ := s.App.Hub.Stats(); conns == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the panicked connection is still registered")
+		}
+	}
+	other := dialWSGroups(t, base, newUID())
+	other.send(`{"type":"ping"}`)
+	other.until("pong")
 }

@@ -44,15 +44,12 @@ func newRawWriter(rc syscall.RawConn) *rawWriter {
 // write sends p on c's socket; unless wait, only what it takes at once.
 func (w *rawWriter) write(c net.Conn, p []byte, wait bool) (int, error) {
 	w.p, w.n, w.wait, w.err = p, 0, wait, nil
-	err := w.rc.Write(w.step)
+	err := w.rc.Write(w.step) // its own errors (deadline, closed) come as a *net.OpError
 	n := w.n
-	if err == nil {
-		err = w.err
+	if err == nil && w.err != nil {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: w.err}
 	}
 	w.p, w.err = nil, nil
-	if err != nil {
-		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-	}
 	return n, err
 }
 

@@ -35,6 +35,9 @@ type Server struct {
 	scheduler        *asynq.PeriodicTaskManager
 	draining         atomic.Bool
 	shutdown         sync.Once
+	// frameHook, when set (by tests, before any connection), handles
+	// client frames instead of App.HandleFrame.
+	frameHook func(context.Context, *hub.Client, []byte)
 }
 
 // NewServer wires routes, the queue client and (unless disabled) the

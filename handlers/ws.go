@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -156,6 +157,15 @@ func wsHandler(s *Server) fiber.Handler {
 			}
 			_ = c.Run(w, heartbeat)
 		}()
+		// Deferred, so a panic below still ends the client and waits for
+		// its writer: the library hands the conn back to its pool when
+		// this returns, and a live writer would then write to whoever
+		// gets it next.
+		defer func() {
+			a.Disconnect(c, remote)
+			c.Close(hub.CloseGoingAway, "") // if Disconnect found it gone already
+			<-wrote
+		}()
 		idle := heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		conn.SetPongHandler(func(string) error {
@@ -173,10 +183,19 @@ func wsHandler(s *Server) fiber.Handler {
 				continue
 			}
 			fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-			a.HandleFrame(fctx, c, data)
+			if s.frameHook != nil {
+				s.frameHook(fctx, c, data)
+			} else {
+				a.HandleFrame(fctx, c, data)
+			}
 			fcancel()
 		}
-		a.Disconnect(c, remote)
-		<-wrote // the writer must be gone before the pooled conn is reused
-	}, fws.Config{ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &wsBufferPool})
+	}, fws.Config{ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &wsBufferPool,
+		// The library's default answers a panic with a JSON message,
+		// written alongside this connection's writer; log it instead.
+		RecoverHandler: func(*fws.Conn) {
+			if r := recover(); r != nil {
+				a.Log.Error("websocket handler panicked", "panic", r, "stack", string(debug.Stack()))
+			}
+		}})
 }

@@ -127,12 +127,12 @@ func NewClient(uid uint64, connID, role, transport string) *Client {
 // client whose queue overflows (a peer that stopped reading) is closed with
 // 1013 so it reconnects and resyncs instead of holding memory.
 func (c *Client) Send(frames ...Frame) bool {
-	c.note(frames)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
+	c.note(frames)
 	if c.replaying {
 		if len(c.pending)+len(frames) > maxQueuedFrames/2 { // room left for the replay itself
 			c.mu.Unlock()
@@ -170,6 +170,7 @@ func (c *Client) Offer(frames ...Frame) bool {
 		frames = c.dropReplayedLocked(frames)
 	}
 	dw := c.direct
+	c.note(frames) // under c.mu, as in Send: frames sent after these note later
 	c.mu.Unlock()
 	if len(frames) == 0 {
 		c.wmu.Unlock()
@@ -184,7 +185,6 @@ func (c *Client) Offer(frames ...Frame) bool {
 		c.Close(CloseGoingAway, "write failed")
 		return false
 	}
-	c.note(frames)
 	if pending {
 		c.mu.Lock()
 		c.flushDue = true
@@ -206,7 +206,9 @@ func (c *Client) wake() {
 	}
 }
 
-// note keeps the State of the last of frames that has one.
+// note keeps the State of the last of frames that has one. Called with
+// c.mu held, so the state kept is that of the frames queued (or written
+// directly) last.
 func (c *Client) note(frames []Frame) {
 	for i := len(frames) - 1; i >= 0; i-- {
 		if st := frames[i].State; st != nil {
@@ -251,12 +253,12 @@ func (c *Client) dropReplayedLocked(frames []Frame) []Frame {
 
 // SendDirect queues frames ahead of held live frames (hello, replay).
 func (c *Client) SendDirect(frames ...Frame) bool {
-	c.note(frames)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
+	c.note(frames)
 	return c.enqueueLocked(frames)
 }
 
@@ -297,12 +299,12 @@ func (c *Client) EndReplay(replayed map[string]struct{}) {
 // Replay queues replayed frames ahead of live ones and remembers their
 // keys, as EndReplay does, for a client already streaming (a sync).
 func (c *Client) Replay(frames []Frame) {
-	c.note(frames)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return
 	}
+	c.note(frames)
 	m := c.replayedLocked(len(frames))
 	for _, f := range frames {
 		if f.Key != "" {

@@ -12,15 +12,17 @@ import (
 // ("loop" through Write, "direct" through TryWrite, "flush"), and can hold
 // the loop's writes, leave a direct write pending, decline as busy or fail.
 type directRecorder struct {
-	mu      sync.Mutex
-	log     []string
-	hold    chan struct{} // when set, Write waits on it
-	holding chan struct{} // closed when a Write starts waiting on hold
-	pending bool          // the next TryWrite reports bytes kept
-	busy    bool          // TryWrite declines
-	fail    error         // TryWrite fails
-	closed  bool
-	late    int // writes after Close
+	mu         sync.Mutex
+	log        []string
+	hold       chan struct{} // when set, Write waits on it
+	holding    chan struct{} // closed when a Write starts waiting on hold
+	tryHold    chan struct{} // when set, TryWrite waits on it
+	tryHolding chan struct{} // closed when a TryWrite starts waiting
+	pending    bool          // the next TryWrite reports bytes kept
+	busy       bool          // TryWrite declines
+	fail       error         // TryWrite fails
+	closed     bool
+	late       int // writes after Close
 }
 
 func (r *directRecorder) record(path string, frames []Frame) {
@@ -49,9 +51,13 @@ func (r *directRecorder) Write(frames []Frame) error {
 
 func (r *directRecorder) TryWrite(frames []Frame) (bool, error) {
 	r.mu.Lock()
-	busy, fail, pending := r.busy, r.fail, r.pending
-	r.pending = false
+	busy, fail, pending, hold, holding := r.busy, r.fail, r.pending, r.tryHold, r.tryHolding
+	r.pending, r.tryHold = false, nil
 	r.mu.Unlock()
+	if hold != nil {
+		close(holding)
+		<-hold
+	}
 	if busy {
 		return false, ErrBusy
 	}
@@ -286,5 +292,24 @@ func TestOfferQueuesWhileFramesOrBytesWait(t *testing.T) {
 				t.Fatalf("queue = %v and direct writes %v, want queue %v and none", queued, rec.entries(), tc.queue)
 			}
 		})
+	}
+}
+
+// The counts a connection was last told are those of the frames queued
+// last, even when an earlier frame is still being written directly.
+func TestStateIsTheLastQueuedWhileADirectWriteRuns(t *testing.T) {
+	c := NewClient(1, "c", "user", "ws")
+	rec := &directRecorder{tryHold: make(chan struct{}), tryHolding: make(chan struct{})}
+	streaming(t, c, rec)
+	hold, holding := rec.tryHold, rec.tryHolding
+	offered := make(chan bool)
+	go func() { offered <- c.Offer(Frame{ID: "1", State: "u1"}) }()
+	<-holding // the direct write of frame 1 is under way
+	c.Send(Frame{ID: "2", State: "u2"})
+	close(hold)
+	<-offered
+	want(t, rec, "direct:1", "loop:2")
+	if c.State() != "u2" {
+		t.Fatalf("State = %v, want u2 (frame 2 went out after frame 1)", c.State())
 	}
 }
