@@ -92,20 +92,7 @@ func (h *Hub) Stats() (conns, users int) {
 
 // Each calls fn for every client, one shard at a time, without holding a
 // lock while fn runs.
-func (h *Hub) Each(fn func(*Client)) {
-	for i := range h.shards {
-		s := &h.shards[i]
-		s.mu.RLock()
-		var list []*Client
-		for _, l := range s.users {
-			list = append(list, l...)
-		}
-		s.mu.RUnlock()
-		for _, c := range list {
-			fn(c)
-		}
-	}
-}
+func (h *Hub) Each(fn func(*Client)) { h.EachPart(0, 1, fn) }
 
 // EachPart is Each over part of the hub: the shards i with i%parts ==
 // part, so parts goroutines can cover it together.

@@ -36,28 +36,31 @@ func (r *directRecorder) record(path string, frames []Frame) {
 	}
 }
 
-func (r *directRecorder) Write(frames []Frame) error {
+// held waits on *hold, once, when it is set: it closes *holding and
+// clears *hold first.
+func (r *directRecorder) held(hold, holding *chan struct{}) {
 	r.mu.Lock()
-	hold, holding := r.hold, r.holding
-	r.hold = nil
+	h, hing := *hold, *holding
+	*hold = nil
 	r.mu.Unlock()
-	if hold != nil {
-		close(holding)
-		<-hold
+	if h != nil {
+		close(hing)
+		<-h
 	}
+}
+
+func (r *directRecorder) Write(frames []Frame) error {
+	r.held(&r.hold, &r.holding)
 	r.record("loop", frames)
 	return nil
 }
 
 func (r *directRecorder) TryWrite(frames []Frame) (bool, error) {
+	r.held(&r.tryHold, &r.tryHolding)
 	r.mu.Lock()
-	busy, fail, pending, hold, holding := r.busy, r.fail, r.pending, r.tryHold, r.tryHolding
-	r.pending, r.tryHold = false, nil
+	busy, fail, pending := r.busy, r.fail, r.pending
+	r.pending = false
 	r.mu.Unlock()
-	if hold != nil {
-		close(holding)
-		<-hold
-	}
 	if busy {
 		return false, ErrBusy
 	}
@@ -69,14 +72,7 @@ func (r *directRecorder) TryWrite(frames []Frame) (bool, error) {
 }
 
 func (r *directRecorder) Flush() error {
-	r.mu.Lock()
-	hold, holding := r.hold, r.holding
-	r.hold = nil
-	r.mu.Unlock()
-	if hold != nil {
-		close(holding)
-		<-hold
-	}
+	r.held(&r.hold, &r.holding)
 	r.record("flush", []Frame{{ID: "-"}})
 	return nil
 }
