@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -335,9 +334,10 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 	// Other instances first: a publish takes a Redis round trip, while
 	// this instance's own fan-out takes as long as its connections need,
 	// and they should not wait for it.
-	slices.SortFunc(insts, func(x, y string) int {
-		return cmp.Or(cmp.Compare(boolInt(x == a.Instance), boolInt(y == a.Instance)), cmp.Compare(x, y))
-	})
+	slices.Sort(insts)
+	if i := slices.Index(insts, a.Instance); i >= 0 {
+		insts = append(slices.Delete(insts, i, i+1), a.Instance)
+	}
 	for _, inst := range insts {
 		if slices.Contains(done, inst) {
 			continue
@@ -361,13 +361,6 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 		}
 	}
 	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // fanOutMemoMax bounds the distinct counts one fan-out remembers.
