@@ -3,15 +3,18 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/rawio"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 	"github.com/uptrace/bun"
@@ -84,6 +87,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	opt.ConnWriteTimeout = 5 * time.Second
 	// Let concurrent commands share a flush: fewer write syscalls under load.
 	opt.MaxFlushDelay = 20 * time.Microsecond
+	if opt.TLSConfig == nil { // raw socket calls (package rawio)
+		opt.DialCtxFn = func(ctx context.Context, dst string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+			return rawio.Dial(ctx, d, "tcp", dst)
+		}
+	}
 	rc, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect redis %s: %w", cfg.RedisURL, err)

@@ -5,8 +5,9 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/pushdesk/pushdesk/app/rawio"
 )
 
 // corkConn lets the WebSocket writer coalesce the frames of one batch into
@@ -23,7 +24,10 @@ type corkConn struct {
 	net.Conn
 	// raw, when set, writes on the socket instead of Conn.Write, and
 	// makes TryUncork possible.
-	raw     *rawWriter
+	raw *rawio.Writer
+	// rawRead, set with raw, reads on the socket; rmu serialises reads.
+	rawRead *rawio.Reader
+	rmu     sync.Mutex
 	mu      sync.Mutex
 	corked  bool
 	buf     *[]byte
@@ -84,7 +88,7 @@ func (c *corkConn) Write(p []byte) (int, error) {
 // write sends p on the socket; unless wait, only what it takes at once.
 func (c *corkConn) write(p []byte, wait bool) (int, error) {
 	if c.raw != nil {
-		return c.raw.write(c.Conn, p, wait)
+		return c.raw.Write(c.Conn, p, wait)
 	}
 	return c.Conn.Write(p)
 }
@@ -204,15 +208,25 @@ func (l corkListener) Accept() (net.Conn, error) {
 	return newCorkConn(c), nil
 }
 
-// newCorkConn wraps c, writing through its raw side when it has one.
+// newCorkConn wraps c, reading and writing through its raw side when it
+// has one (see package rawio).
 func newCorkConn(c net.Conn) *corkConn {
 	cc := &corkConn{Conn: c}
-	if sc, ok := c.(syscall.Conn); ok && rawWrites {
-		if rc, err := sc.SyscallConn(); err == nil {
-			cc.raw = newRawWriter(rc)
-		}
+	if rc := rawio.SyscallConn(c); rc != nil {
+		cc.raw = rawio.NewWriter(rc)
+		cc.rawRead = rawio.NewReader(rc)
 	}
 	return cc
+}
+
+// Read reads through the raw side when there is one.
+func (c *corkConn) Read(p []byte) (int, error) {
+	if c.rawRead != nil {
+		c.rmu.Lock()
+		defer c.rmu.Unlock()
+		return c.rawRead.Read(c.Conn, p)
+	}
+	return c.Conn.Read(p)
 }
 
 // corkOf finds the corkConn under a request's connection (through TLS).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/pushdesk/pushdesk/app/rawio"
 )
 
 // wsPair returns the server side of a real loopback WebSocket as a
@@ -59,7 +60,7 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 	}
 	t.Cleanup(func() { r.c.Close() })
 	cc := newCorkConn(sc)
-	if !rawWrites && cc.raw != nil {
+	if !rawio.Enabled && cc.raw != nil {
 		t.Fatal("raw writes set up where they are not implemented")
 	}
 	return cc, r.c

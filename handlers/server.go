@@ -47,6 +47,7 @@ func NewServer(a *app.App) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err)
 	}
+	redisOpt = jobs.RawIO(redisOpt)
 	s := &Server{App: a, queue: asynq.NewClient(redisOpt)}
 	// Enqueued fast work wakes this process's worker loops or, in a
 	// process without them, everyone's (see jobs.Waker).

@@ -1,0 +1,81 @@
+package rawio
+
+import (
+	"context"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// Conn is a net.Conn whose Read and Write are raw calls. As with any
+// net.Conn, a Read may run beside a Write; concurrent Reads (or Writes) are
+// serialised.
+type Conn struct {
+	net.Conn
+	rmu sync.Mutex
+	r   *Reader
+	wmu sync.Mutex
+	w   *Writer
+}
+
+// Wrap returns c with raw reads and writes when c is a socket this platform
+// can do them on, and c itself otherwise.
+func Wrap(c net.Conn) net.Conn {
+	rc := SyscallConn(c)
+	if rc == nil {
+		return c
+	}
+	return &Conn{Conn: c, r: NewReader(rc), w: NewWriter(rc)}
+}
+
+// Read is a raw read(2), waiting in the netpoller while there is no data.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.r.Read(c.Conn, p)
+}
+
+// Write is raw write(2)s until all of p is taken, waiting in the
+// netpoller while the socket buffer is full.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Write(c.Conn, p, true)
+}
+
+// SyscallConn lets libraries that look under a connection (liveness
+// checks) keep doing so.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
+// SyscallConn returns c's raw side when raw calls are on (Enabled and not
+// switched off with Off) and c has one, and nil otherwise.
+func SyscallConn(c net.Conn) syscall.RawConn {
+	if !Enabled || Off {
+		return nil
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// Off switches raw calls off for connections wrapped from now on
+// (PUSHDESK_RAW_IO=off): a way out should a kernel ever disagree.
+var Off = os.Getenv("PUSHDESK_RAW_IO") == "off"
+
+// Dial dials with d and wraps the connection.
+func Dial(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c), nil
+}

@@ -1,0 +1,122 @@
+package rawio
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Enabled reports whether this platform has raw calls; elsewhere Writer,
+// Reader and Wrap fall back to the connection's own methods.
+const Enabled = true
+
+// Writer writes to one non-blocking socket. Not safe for concurrent use.
+type Writer struct {
+	rc   syscall.RawConn
+	step func(fd uintptr) bool // w.write1, made once
+	p    []byte
+	n    int
+	wait bool
+	err  error
+}
+
+// NewWriter writes through rc.
+func NewWriter(rc syscall.RawConn) *Writer {
+	w := &Writer{rc: rc}
+	w.step = w.write1
+	return w
+}
+
+// Write sends p on c's socket (rc's). With wait it waits until all of p is
+// taken or the write deadline passes; without, it returns what the socket
+// took at once.
+func (w *Writer) Write(c net.Conn, p []byte, wait bool) (int, error) {
+	w.p, w.n, w.wait, w.err = p, 0, wait, nil
+	err := w.rc.Write(w.step) // its own errors (deadline, closed) come as a *net.OpError
+	n := w.n
+	if err == nil && w.err != nil {
+		err = opError("write", c, w.err)
+	}
+	w.p, w.err = nil, nil
+	return n, err
+}
+
+// write1 is one try on the socket; false asks RawConn.Write to wait until
+// it is writable (or the deadline passes) and try again.
+func (w *Writer) write1(fd uintptr) bool {
+	for w.n < len(w.p) {
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.p[w.n])), uintptr(len(w.p)-w.n))
+		switch e {
+		case 0:
+			w.n += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return !w.wait
+		default:
+			w.err = os.NewSyscallError("write", e)
+			return true
+		}
+	}
+	return true
+}
+
+// Reader reads from one non-blocking socket. Not safe for concurrent use.
+type Reader struct {
+	rc   syscall.RawConn
+	step func(fd uintptr) bool // r.read1, made once
+	p    []byte
+	n    int
+	err  error
+}
+
+// NewReader reads through rc.
+func NewReader(rc syscall.RawConn) *Reader {
+	r := &Reader{rc: rc}
+	r.step = r.read1
+	return r
+}
+
+// Read reads into p from c's socket (rc's), waiting for data until the
+// read deadline; io.EOF when the peer has closed its side.
+func (r *Reader) Read(c net.Conn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.p, r.n, r.err = p, 0, nil
+	err := r.rc.Read(r.step)
+	n := r.n
+	if err == nil && r.err != nil {
+		err = r.err
+		if err != io.EOF {
+			err = opError("read", c, err)
+		}
+	}
+	r.p, r.err = nil, nil
+	return n, err
+}
+
+func (r *Reader) read1(fd uintptr) bool {
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.p[0])), uintptr(len(r.p)))
+		switch e {
+		case 0:
+			if m == 0 {
+				r.err = io.EOF
+			}
+			r.n = int(m)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.err = os.NewSyscallError("read", e)
+			return true
+		}
+	}
+}
+
+func opError(op string, c net.Conn, err error) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}

@@ -1,0 +1,26 @@
+//go:build !linux
+
+package rawio
+
+import (
+	"net"
+	"syscall"
+)
+
+// Enabled reports whether this platform has raw calls; here it has not, and
+// Writer, Reader and Wrap use the connection's own methods.
+const Enabled = false
+
+// Writer falls back to net.Conn.Write (which always waits).
+type Writer struct{}
+
+func NewWriter(syscall.RawConn) *Writer { return &Writer{} }
+
+func (*Writer) Write(c net.Conn, p []byte, _ bool) (int, error) { return c.Write(p) }
+
+// Reader falls back to net.Conn.Read.
+type Reader struct{}
+
+func NewReader(syscall.RawConn) *Reader { return &Reader{} }
+
+func (*Reader) Read(c net.Conn, p []byte) (int, error) { return c.Read(p) }
