@@ -5,8 +5,12 @@
 // connected user. It prints publish/s, delivered/s, publish→receive
 // latency percentiles and the server's RSS per connection.
 //
-//	go run ./bench -conns 2000 -msgs 20000 -pid $(pgrep -n pushdesk)
-//	go run ./bench -urls http://127.0.0.1:8081,http://127.0.0.1:8082 ...
+//	go tool task bench -- -conns 2000 -msgs 20000 -pid $(pgrep -n pushdesk)
+//	go tool task bench -- -urls http://127.0.0.1:8081,http://127.0.0.1:8082 ...
+//
+// Build it with GOEXPERIMENT=jsonv2 (the task does): parsing every frame
+// with the v1 decoder costs the tool ~30% more CPU, which on one machine
+// is CPU the server does not get.
 package main
 
 import (
@@ -84,6 +88,9 @@ func main() {
 	if cfg.rawIO {
 		wrap = rawio.Wrap
 	}
+	if !strings.Contains(buildSetting("GOEXPERIMENT"), "jsonv2") {
+		fmt.Fprintln(os.Stderr, "bench: built without GOEXPERIMENT=jsonv2: parsing frames will take CPU from the server (use go tool task bench)")
+	}
 	cfg.urls = strings.Split(urls, ",")
 	if cfg.ingest == "" {
 		cfg.ingest = cfg.urls[0]
@@ -97,6 +104,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+// buildSetting is one of the build's settings (runtime/debug.BuildInfo).
+func buildSetting(key string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == key {
+				return s.Value
+			}
+		}
+	}
+	return ""
 }
 
 func parsePids(s string) []int {
