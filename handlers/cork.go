@@ -1,12 +1,12 @@
 package handlers
 
 import (
-	"cmp"
 	"crypto/tls"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/app/rawio"
 )
 
@@ -15,7 +15,7 @@ import (
 // the connection; between Cork and Uncork those writes are buffered here
 // and leave together. Writes made by the library on other goroutines
 // (pongs, close frames) share the same lock and buffer, so order holds.
-// TryUncork writes without waiting for the peer and keeps what the socket
+// TryWriteNow writes without waiting for the peer and keeps what the socket
 // would not take; that goes out first with the next write (or Flush).
 // A write that fails, or stops partway, is sticky: the connection is
 // closed and later writes fail, since whatever followed (a close frame,
@@ -23,7 +23,7 @@ import (
 type corkConn struct {
 	net.Conn
 	// raw, when set, writes on the socket instead of Conn.Write, and
-	// makes TryUncork possible.
+	// makes TryWriteNow possible.
 	raw *rawio.Writer
 	// rawRead, set with raw, reads on the socket; rmu serialises reads.
 	rawRead *rawio.Reader
@@ -31,7 +31,7 @@ type corkConn struct {
 	mu      sync.Mutex
 	corked  bool
 	buf     *[]byte
-	pending []byte // what TryUncork could not write yet
+	pending []byte // what TryWriteNow could not write yet
 	err     error
 	// wd is the write deadline in force. The WebSocket library sets the
 	// deadline before every frame; setting the same one again costs a
@@ -100,7 +100,7 @@ func (c *corkConn) failLocked(err error) {
 	}
 }
 
-// flushLocked writes what TryUncork kept, waiting for the peer.
+// flushLocked writes what TryWriteNow kept, waiting for the peer.
 func (c *corkConn) flushLocked() error {
 	if c.err != nil {
 		return c.err
@@ -123,78 +123,78 @@ func (c *corkConn) Cork() {
 	c.mu.Unlock()
 }
 
-// TryCork is Cork unless a write that may wait for the peer holds the
-// connection; it reports whether it corked. Once corked, other writers
-// only append to the buffer, so nothing the caller does next waits.
-func (c *corkConn) TryCork() bool {
-	if !c.mu.TryLock() {
-		return false
-	}
-	c.corked = true
-	c.mu.Unlock()
-	return true
-}
-
-// Uncork writes what was buffered (after anything TryUncork kept) in one
+// Uncork writes what was buffered (after anything TryWriteNow kept) in one
 // call and stops buffering.
-func (c *corkConn) Uncork() error {
-	_, err := c.uncork(true)
-	return err
+func (c *corkConn) Uncork() error { return c.uncork() }
+
+// TryWriteNow writes p with one try on the socket, unless a write that
+// may wait holds the connection or a batch is corked (then hub.ErrBusy,
+// and nothing was written). What the socket does not take at once is kept
+// for the next write or Flush, and pending reports that some was; p
+// itself is not kept. Only for connections with a raw side (canTry).
+func (c *corkConn) TryWriteNow(p []byte) (pending bool, err error) {
+	if !c.mu.TryLock() {
+		return false, hub.ErrBusy
+	}
+	defer c.mu.Unlock()
+	switch {
+	case c.err != nil:
+		return false, c.err
+	case c.corked:
+		return false, hub.ErrBusy
+	case len(c.pending) > 0: // behind what is already waiting
+		c.pending = append(c.pending, p...)
+		return true, nil
+	}
+	// A deadline that has passed fails even a write that would not wait;
+	// the writer sets a fresh one before any write that may wait.
+	if c.wdSet && !c.wd.IsZero() {
+		if now := time.Now(); c.wd.Sub(now) < writeWait/2 {
+			c.wd = now.Add(writeWait)
+			_ = c.Conn.SetWriteDeadline(c.wd)
+		}
+	}
+	n, err := c.write(p, false)
+	if err != nil {
+		c.failLocked(err)
+		return false, err
+	}
+	if n < len(p) {
+		c.pending = append([]byte(nil), p[n:]...)
+	}
+	return len(c.pending) > 0, nil
 }
 
-// TryUncork is Uncork without waiting for the peer: what the socket does
-// not take at once is kept for the next write or Flush, and pending
-// reports that some was. Only for connections with a raw side (canTry).
-func (c *corkConn) TryUncork() (pending bool, err error) {
-	return c.uncork(false)
-}
-
-// canTry reports whether TryUncork can write without waiting.
+// canTry reports whether TryWriteNow can write without waiting.
 func (c *corkConn) canTry() bool { return c.raw != nil }
 
-// Flush writes what TryUncork kept, waiting for the peer.
+// Flush writes what TryWriteNow kept, waiting for the peer.
 func (c *corkConn) Flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.flushLocked()
 }
 
-func (c *corkConn) uncork(wait bool) (pending bool, err error) {
+func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
 	b := c.buf
 	c.buf = nil
+	err := c.flushLocked()
 	if b == nil {
-		if wait {
-			err = c.flushLocked()
-		}
-		return len(c.pending) > 0, cmp.Or(err, c.err)
+		return err
 	}
-	err = c.err
-	switch {
-	case err != nil:
-	case wait:
-		if err = c.flushLocked(); err == nil {
-			if _, err = c.write(*b, true); err != nil {
-				c.failLocked(err)
-			}
-		}
-	case len(c.pending) > 0: // behind what is already waiting
-		c.pending = append(c.pending, *b...)
-	default:
-		var n int
-		if n, err = c.write(*b, false); err != nil {
+	if err == nil {
+		if _, err = c.write(*b, true); err != nil {
 			c.failLocked(err)
-		} else if n < len(*b) {
-			c.pending = append([]byte(nil), (*b)[n:]...)
 		}
 	}
 	if cap(*b) <= 64<<10 { // keep pooled buffers small
 		*b = (*b)[:0]
 		corkBufs.Put(b)
 	}
-	return len(c.pending) > 0, err
+	return err
 }
 
 // corkListener wraps accepted connections in corkConn.

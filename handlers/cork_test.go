@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/base64"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/app/rawio"
 )
 
@@ -118,50 +120,45 @@ func textFrame(n int, b byte) []byte {
 	return append(head, bytes.Repeat([]byte{b}, n)...)
 }
 
-// TryUncork hands over what the socket takes at once and keeps the rest;
-// the next write sends the rest first, so the peer sees whole frames in
-// order.
-func TestTryUncorkNeverWaitsAndTheRestGoesFirst(t *testing.T) {
+// TryWriteNow hands over what the socket takes at once and keeps the
+// rest; the next write sends the rest first, so the peer sees whole frames
+// in order.
+func TestTryWriteNowNeverWaitsAndTheRestGoesFirst(t *testing.T) {
 	cc, client := wsPair(t)
 	if !cc.canTry() {
 		t.Skip("no raw writes on this platform")
 	}
 	_ = cc.SetWriteDeadline(time.Now().Add(time.Minute))
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second)) // a garbled stream fails, not hangs
-	if !cc.TryCork() {
-		t.Fatal("TryCork declined on an idle connection")
-	}
-	if _, err := cc.Write(textFrame(96<<10, 'a')); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{})
 	var pending bool
 	var err error
-	go func() { pending, err = cc.TryUncork(); close(done) }()
+	go func() { pending, err = cc.TryWriteNow(textFrame(96<<10, 'a')); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("TryUncork waited for a peer that reads nothing")
+		t.Fatal("TryWriteNow waited for a peer that reads nothing")
 	}
 	if err != nil || !pending {
-		t.Fatalf("TryUncork = %v, %v; want bytes kept and no error", pending, err)
+		t.Fatalf("TryWriteNow = %v, %v; want bytes kept and no error", pending, err)
 	}
 	// Nobody reads yet, so a write that waits holds the connection:
-	// TryCork declines rather than wait behind it.
+	// TryWriteNow declines rather than wait behind it.
 	wrote := make(chan error, 1)
 	go func() { _, err := cc.Write(textFrame(5, 'z')); wrote <- err }()
 	declined := false
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !declined; time.Sleep(time.Millisecond) {
-		if !cc.TryCork() {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if cc.mu.TryLock() { // the write has not begun: look again
+			cc.mu.Unlock()
+			continue
+		}
+		if _, err := cc.TryWriteNow(textFrame(3, 'x')); errors.Is(err, hub.ErrBusy) {
 			declined = true
 			break
 		}
-		cc.mu.Lock() // it corked before the write began: undo and look again
-		cc.corked = false
-		cc.mu.Unlock()
 	}
 	if !declined {
-		t.Fatal("TryCork never declined while a write waited for the peer")
+		t.Fatal("TryWriteNow never declined while a write waited for the peer")
 	}
 	for i, want := range [][]byte{bytes.Repeat([]byte{'a'}, 96<<10), []byte("zzzzz")} {
 		_, got, err := client.ReadMessage()
@@ -174,9 +171,22 @@ func TestTryUncorkNeverWaitsAndTheRestGoesFirst(t *testing.T) {
 	}
 }
 
-// Flush sends what TryUncork kept, and a TryUncork behind kept bytes adds
-// to them rather than overtaking them.
-func TestFlushSendsWhatTryUncorkKept(t *testing.T) {
+// While the writer has a batch corked, a direct write declines (its
+// frames would otherwise land before the batch's).
+func TestTryWriteNowDeclinesWhileCorked(t *testing.T) {
+	cc, _ := wsPair(t)
+	cc.Cork()
+	if _, err := cc.TryWriteNow(textFrame(3, 'x')); !errors.Is(err, hub.ErrBusy) {
+		t.Fatalf("TryWriteNow during a corked batch: %v, want hub.ErrBusy", err)
+	}
+	if cc.buf != nil && len(*cc.buf) > 0 || len(cc.pending) > 0 {
+		t.Fatal("a declined direct write left bytes behind")
+	}
+}
+
+// Flush sends what TryWriteNow kept, and a TryWriteNow behind kept bytes
+// adds to them rather than overtaking them.
+func TestFlushSendsWhatTryWriteNowKept(t *testing.T) {
 	cc, client := wsPair(t)
 	if !cc.canTry() {
 		t.Skip("no raw writes on this platform")
@@ -185,10 +195,8 @@ func TestFlushSendsWhatTryUncorkKept(t *testing.T) {
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	sizes := map[byte]int{'a': 96 << 10, 'b': 5} // the socket cannot take the first at once
 	for _, b := range []byte{'a', 'b'} {
-		cc.TryCork()
-		_, _ = cc.Write(textFrame(sizes[b], b))
-		if pending, err := cc.TryUncork(); err != nil || !pending {
-			t.Fatalf("TryUncork %c = %v, %v; want bytes kept", b, pending, err)
+		if pending, err := cc.TryWriteNow(textFrame(sizes[b], b)); err != nil || !pending {
+			t.Fatalf("TryWriteNow %c = %v, %v; want bytes kept", b, pending, err)
 		}
 	}
 	flushed := make(chan error, 1)
@@ -202,7 +210,42 @@ func TestFlushSendsWhatTryUncorkKept(t *testing.T) {
 	if err := <-flushed; err != nil {
 		t.Fatal(err)
 	}
-	if pending, err := cc.TryUncork(); pending || err != nil {
+	if pending, err := cc.TryWriteNow(textFrame(1, 'c')); pending || err != nil {
 		t.Fatalf("after Flush: pending %v, err %v", pending, err)
+	}
+}
+
+// A direct write after the deadline in force has passed still goes out:
+// it cannot wait, so it renews the deadline rather than fail on it.
+func TestTryWriteNowRenewsAPassedDeadline(t *testing.T) {
+	cc, client := wsPair(t)
+	if !cc.canTry() {
+		t.Skip("no raw writes on this platform")
+	}
+	_ = cc.SetWriteDeadline(time.Now().Add(-time.Second))
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if pending, err := cc.TryWriteNow(textFrame(4, 'd')); pending || err != nil {
+		t.Fatalf("TryWriteNow past the deadline = %v, %v", pending, err)
+	}
+	if _, got, err := client.ReadMessage(); err != nil || string(got) != "dddd" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// appendTextFrame's three length encodings, read by the library.
+func TestAppendTextFrameLengths(t *testing.T) {
+	cc, client := wsPair(t)
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	sizes := []int{0, 125, 126, 0xFFFF, 0x10000, 300 << 10}
+	go func() {
+		for i, n := range sizes {
+			_, _ = cc.Write(appendTextFrame(nil, bytes.Repeat([]byte{byte('a' + i)}, n)))
+		}
+	}()
+	for i, n := range sizes {
+		typ, got, err := client.ReadMessage()
+		if err != nil || typ != websocket.TextMessage || !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + i)}, n)) {
+			t.Fatalf("frame of %d bytes: type %d, %d bytes, %v", n, typ, len(got), err)
+		}
 	}
 }

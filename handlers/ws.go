@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/binary"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -54,15 +55,8 @@ func (w *wsWriter) setDeadline() {
 func (w *wsWriter) frames(frames []hub.Frame) error {
 	for _, f := range frames {
 		var err error
-		var pm *websocket.PreparedMessage
-		if f.Shared != nil { // framed once for every connection
-			pm, _ = f.Shared.Get(func() any {
-				pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, f.Data)
-				return pm
-			}).(*websocket.PreparedMessage)
-		}
-		if pm != nil {
-			err = w.conn.WritePreparedMessage(pm)
+		if sh := sharedOf(f); sh != nil && sh.pm != nil {
+			err = w.conn.WritePreparedMessage(sh.pm)
 		} else {
 			err = w.conn.WriteMessage(websocket.TextMessage, f.Data)
 		}
@@ -73,20 +67,68 @@ func (w *wsWriter) frames(frames []hub.Frame) error {
 	return nil
 }
 
+// wsShared is a frame sent to many connections, encoded once: for the
+// library (queued writes) and as wire bytes (direct writes).
+type wsShared struct {
+	pm     *websocket.PreparedMessage
+	framed []byte
+}
+
+// sharedOf returns f's shared encoding, or nil when f has none.
+func sharedOf(f hub.Frame) *wsShared {
+	if f.Shared == nil {
+		return nil
+	}
+	sh, _ := f.Shared.Get(func() any {
+		pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, f.Data)
+		return &wsShared{pm: pm, framed: appendTextFrame(nil, f.Data)}
+	}).(*wsShared)
+	return sh
+}
+
+// appendTextFrame appends data as one text frame from a server: final,
+// unmasked, uncompressed (RFC 6455 section 5.2). The library frames its
+// own messages the same way on these connections (no compression is
+// negotiated).
+func appendTextFrame(dst, data []byte) []byte {
+	switch n := len(data); {
+	case n < 126:
+		dst = append(dst, 0x81, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x81, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
+	}
+	return append(dst, data...)
+}
+
 // wsDirect is a wsWriter over a corkConn that can write without waiting:
 // it takes direct writes (hub.DirectWriter).
 type wsDirect struct{ *wsWriter }
 
+// TryWrite frames the frames itself and hands them to the socket in one
+// raw write that does not wait (corkConn.TryWriteNow). A broadcast makes
+// one such call per connection, so it skips the library's per-message
+// locking and its deadline bookkeeping: corkConn keeps the deadline in
+// force from expiring instead. The library's own writes (pongs, close
+// frames) each go out whole under corkConn's lock, so frames never mix.
 func (w wsDirect) TryWrite(frames []hub.Frame) (pending bool, err error) {
-	if !w.cork.TryCork() {
-		return false, hub.ErrBusy
+	b := corkBufs.Get().(*[]byte)
+	buf := (*b)[:0]
+	for _, f := range frames {
+		if sh := sharedOf(f); sh != nil {
+			buf = append(buf, sh.framed...)
+		} else {
+			buf = appendTextFrame(buf, f.Data)
+		}
 	}
-	w.setDeadline()
-	if err := w.frames(frames); err != nil {
-		_, _ = w.cork.TryUncork()
-		return false, err
+	pending, err = w.cork.TryWriteNow(buf)
+	if cap(buf) <= 64<<10 {
+		*b = buf[:0]
+		corkBufs.Put(b)
 	}
-	return w.cork.TryUncork()
+	return pending, err
 }
 
 func (w wsDirect) Flush() error {
