@@ -79,9 +79,13 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 func TestTLSServesWSSAndHTTPS(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
 	s := startServer(t, func(c *app.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
-	uid := newUID()
+	uid, seg := newUID(), uniqueSegment("tls")
+	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid, Groups: []string{seg}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	conn, _, err := d.Dial("wss://"+s.Addr()+"/ws?token="+mint(t, uid), nil)
+	conn, _, err := d.Dial("wss://"+s.Addr()+"/ws?token="+tok, nil)
 	if err != nil {
 		t.Fatalf("wss dial: %v", err)
 	}
@@ -99,6 +103,18 @@ func TestTLSServesWSSAndHTTPS(t *testing.T) {
 			t.Fatalf("read: %v", err)
 		}
 		if strings.Contains(string(data), id) {
+			break
+		}
+	}
+	// A broadcast reaches it too: fan-outs write idle connections
+	// directly, which must not bypass TLS.
+	bid := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"over tls"}}`)
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("read after a broadcast over TLS: %v", err)
+		}
+		if strings.Contains(string(data), bid) {
 			break
 		}
 	}

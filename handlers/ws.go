@@ -164,6 +164,10 @@ func wsUpgrade(s *Server) fiber.Handler {
 		c.Locals("remote", c.IP())
 		if cc := corkOf(c.Context().Conn()); cc != nil {
 			c.Locals("cork", cc)
+			// Direct writes put wire bytes on the socket: only where no
+			// TLS sits between the library and corkConn.
+			_, plain := c.Context().Conn().(*corkConn)
+			c.Locals("direct", plain && cc.canTry())
 		}
 		return c.Next()
 	}
@@ -180,6 +184,7 @@ func wsHandler(s *Server) fiber.Handler {
 		id, _ := conn.Locals(localIdentity).(app.Identity)
 		remote, _ := conn.Locals("remote").(string)
 		cork, _ := conn.Locals("cork").(*corkConn)
+		direct, _ := conn.Locals("direct").(bool)
 		conn.SetReadLimit(app.MaxFrameBytes)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
@@ -194,7 +199,7 @@ func wsHandler(s *Server) fiber.Handler {
 		go func() {
 			defer close(wrote)
 			var w hub.Writer = &wsWriter{conn: conn, cork: cork}
-			if cork != nil && cork.canTry() {
+			if direct {
 				w = wsDirect{w.(*wsWriter)}
 			}
 			_ = c.Run(w, heartbeat)
