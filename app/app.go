@@ -87,11 +87,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	opt.ConnWriteTimeout = 5 * time.Second
 	// Let concurrent commands share a flush: fewer write syscalls under load.
 	opt.MaxFlushDelay = 20 * time.Microsecond
-	if opt.TLSConfig == nil { // raw socket calls (package rawio)
-		opt.DialCtxFn = func(ctx context.Context, dst string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
-			return rawio.Dial(ctx, d, "tcp", dst)
-		}
-	}
+	opt.DialCtxFn = redisDial(opt.DialCtxFn)
 	rc, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect redis %s: %w", cfg.RedisURL, err)
@@ -143,6 +139,28 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	go a.listen()
 	go a.keepAlive()
 	return a, nil
+}
+
+// redisDial dials what rueidis would (through prev, such as the unix
+// socket dial ParseURL sets, or over TCP and TLS as configured) and gives
+// the connection raw socket calls (package rawio) where it can.
+func redisDial(prev func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error)) func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error) {
+	return func(ctx context.Context, dst string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
+		var c net.Conn
+		var err error
+		switch {
+		case prev != nil:
+			c, err = prev(ctx, dst, d, tc)
+		case tc != nil:
+			c, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", dst)
+		default:
+			c, err = d.DialContext(ctx, "tcp", dst)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return rawio.Wrap(c), nil // a TLS connection stays as it is
+	}
 }
 
 // shardLinger is how long, under load, a batch of messages waits for

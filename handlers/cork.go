@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/app/rawio"
 )
@@ -38,6 +39,16 @@ type corkConn struct {
 	// runtime timer update per frame, so a repeat is skipped.
 	wd    time.Time
 	wdSet bool
+	// closeSent: the library wrote a close frame, after which no data
+	// frame may follow (RFC 6455 section 5.5.1); direct writes then fail,
+	// as the library's own writes do.
+	closeSent bool
+}
+
+// isCloseFrame reports whether p is one whole close frame as the library
+// writes it: one Write, unmasked, at most 125 bytes of payload.
+func isCloseFrame(p []byte) bool {
+	return len(p) >= 2 && len(p) <= 127 && p[0] == 0x88 && int(p[1]) == len(p)-2
 }
 
 // SetWriteDeadline implements net.Conn, skipping a repeat of the deadline
@@ -67,6 +78,9 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	if c.err != nil {
 		return 0, c.err
+	}
+	if isCloseFrame(p) {
+		c.closeSent = true
 	}
 	if c.corked {
 		if c.buf == nil {
@@ -140,6 +154,8 @@ func (c *corkConn) TryWriteNow(p []byte) (pending bool, err error) {
 	switch {
 	case c.err != nil:
 		return false, c.err
+	case c.closeSent:
+		return false, websocket.ErrCloseSent
 	case c.corked:
 		return false, hub.ErrBusy
 	case len(c.pending) > 0: // behind what is already waiting

@@ -249,3 +249,27 @@ func TestAppendTextFrameLengths(t *testing.T) {
 		}
 	}
 }
+
+// After the library's close frame no direct write may follow: the peer
+// must not see data after a close (RFC 6455 section 5.5.1).
+func TestTryWriteNowFailsAfterACloseFrame(t *testing.T) {
+	cc, client := wsPair(t)
+	if pending, err := cc.TryWriteNow(appendTextFrame(nil, []byte("before"))); pending || err != nil {
+		t.Fatalf("TryWriteNow before the close = %v, %v", pending, err)
+	}
+	// The close frame as the library's WriteControl writes it: one Write.
+	payload := websocket.FormatCloseMessage(1009, "too big")
+	if _, err := cc.Write(append([]byte{0x88, byte(len(payload))}, payload...)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.TryWriteNow(appendTextFrame(nil, []byte("after"))); !errors.Is(err, websocket.ErrCloseSent) {
+		t.Fatalf("TryWriteNow after a close frame: %v, want websocket.ErrCloseSent", err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, got, err := client.ReadMessage(); err != nil || string(got) != "before" {
+		t.Fatalf("first frame %q, %v", got, err)
+	}
+	if _, _, err := client.ReadMessage(); !websocket.IsCloseError(err, 1009) {
+		t.Fatalf("then %v, want the close frame and nothing after it", err)
+	}
+}

@@ -20,7 +20,8 @@ type Conn struct {
 }
 
 // Wrap returns c with raw reads and writes when c is a socket this platform
-// can do them on, and c itself otherwise.
+// can do them on, and c itself otherwise. For stream sockets (TCP, unix
+// stream): a read of zero bytes is taken as the peer's end of stream.
 func Wrap(c net.Conn) net.Conn {
 	rc := SyscallConn(c)
 	if rc == nil {
