@@ -90,33 +90,20 @@ func TestTLSServesWSSAndHTTPS(t *testing.T) {
 		t.Fatalf("wss dial: %v", err)
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, data, err := conn.ReadMessage()
-	if err != nil || !strings.Contains(string(data), `"type":"hello"`) {
-		t.Fatalf("first wss frame = %s, %v", data, err)
+	wc := &wsClient{tb: t, conn: conn}
+	if f := wc.next(); f.str("type") != "hello" {
+		t.Fatalf("first wss frame = %v", f)
 	}
 	// A message posted through the main server reaches the TLS instance.
 	id := send(t, uid, "comment", "over tls")
-	for {
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		if strings.Contains(string(data), id) {
-			break
-		}
+	if f := wc.until("msg"); f.str("id") != id {
+		t.Fatalf("wss msg = %v, want %s", f, id)
 	}
 	// A broadcast reaches it too: fan-outs write idle connections
 	// directly, which must not bypass TLS.
 	bid := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"over tls"}}`)
-	for {
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			t.Fatalf("read after a broadcast over TLS: %v", err)
-		}
-		if strings.Contains(string(data), bid) {
-			break
-		}
+	if f := wc.until("msg"); f.str("id") != bid || f["broadcast"] != true {
+		t.Fatalf("wss msg after a broadcast = %v, want %s", f, bid)
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	res, err := hc.Get("https://" + s.Addr() + "/healthz")
