@@ -162,15 +162,10 @@ func (c *corkConn) TryWriteNow(p []byte) (pending bool, err error) {
 		c.pending = append(c.pending, p...)
 		return true, nil
 	}
-	// A deadline that has passed fails even a write that would not wait;
-	// the writer sets a fresh one before any write that may wait.
-	if c.wdSet && !c.wd.IsZero() {
-		if now := time.Now(); c.wd.Sub(now) < writeWait/2 {
-			c.wd = now.Add(writeWait)
-			_ = c.Conn.SetWriteDeadline(c.wd)
-		}
-	}
-	n, err := c.write(p, false)
+	// One try that ignores the write deadline (a write that cannot wait
+	// has no use for one); the writer sets a fresh deadline before any
+	// write that may wait.
+	n, err := c.raw.WriteNow(c.Conn, p)
 	if err != nil {
 		c.failLocked(err)
 		return false, err

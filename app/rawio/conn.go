@@ -30,14 +30,14 @@ func Wrap(c net.Conn) net.Conn {
 	return &Conn{Conn: c, r: NewReader(rc), w: NewWriter(rc)}
 }
 
-// Read is a raw read(2), waiting in the netpoller while there is no data.
+// Read is a raw recvfrom(2), waiting in the netpoller while there is no data.
 func (c *Conn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	return c.r.Read(c.Conn, p)
 }
 
-// Write is raw write(2)s until all of p is taken, waiting in the
+// Write is raw sendto(2)s until all of p is taken, waiting in the
 // netpoller while the socket buffer is full.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()

@@ -1,5 +1,5 @@
-// Package rawio reads and writes sockets with read(2) and write(2) made as
-// raw system calls, waiting in the netpoller when the socket is not ready.
+// Package rawio reads and writes sockets with recvfrom(2) and sendto(2) made
+// as raw system calls, waiting in the netpoller when the socket is not ready.
 //
 // Why: a call the runtime knows as a system call (net.Conn's Read and
 // Write) marks its P as in a syscall. When such a call is slow, and loopback

@@ -18,6 +18,9 @@ func NewWriter(syscall.RawConn) *Writer { return &Writer{} }
 
 func (*Writer) Write(c net.Conn, p []byte, _ bool) (int, error) { return c.Write(p) }
 
+// WriteNow falls back to net.Conn.Write too: it may wait.
+func (*Writer) WriteNow(c net.Conn, p []byte) (int, error) { return c.Write(p) }
+
 // Reader falls back to net.Conn.Read.
 type Reader struct{}
 

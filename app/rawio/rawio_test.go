@@ -13,7 +13,7 @@ import (
 
 // tcpPair returns a wrapped client side and the plain server side of a
 // loopback TCP connection.
-func tcpPair(t *testing.T) (*Conn, net.Conn) {
+func tcpPair(t testing.TB) (*Conn, net.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -183,5 +183,60 @@ func TestOffSwitch(t *testing.T) {
 	defer func() { Off = false }()
 	if Wrap(c.Conn) != c.Conn {
 		t.Fatal("wrapped with raw calls switched off")
+	}
+}
+
+// WriteNow takes what the socket takes at once, ignores a passed write
+// deadline, and fails on a closed conn instead of touching its descriptor.
+func TestWriteNow(t *testing.T) {
+	c, s := tcpPair(t)
+	_ = c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if n, err := c.w.WriteNow(c.Conn, []byte("hi")); n != 2 || err != nil {
+		t.Fatalf("WriteNow past the deadline = %d, %v", n, err)
+	}
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(s, b); err != nil || string(b) != "hi" {
+		t.Fatalf("peer read %q, %v", b, err)
+	}
+	// A peer that reads nothing: one call returns with part taken, at once.
+	start := time.Now()
+	n, err := c.w.WriteNow(c.Conn, make([]byte, 64<<20))
+	if err != nil || n == 0 || n == 64<<20 {
+		t.Fatalf("WriteNow to a full socket = %d, %v", n, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("WriteNow waited %v", d)
+	}
+	if n, err := c.w.WriteNow(c.Conn, []byte("x")); n != 0 || err != nil {
+		t.Fatalf("WriteNow to a full socket again = %d, %v", n, err)
+	}
+	c.Close()
+	if _, err := c.w.WriteNow(c.Conn, []byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteNow after close: %v", err)
+	}
+}
+
+// One 200-byte send to a peer that drains: the per-call cost of the two
+// non-waiting paths (go test -bench Send ./app/rawio).
+func BenchmarkSend(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		send func(c *Conn, p []byte) (int, error)
+	}{
+		{"Write", func(c *Conn, p []byte) (int, error) { return c.w.Write(c.Conn, p, false) }},
+		{"WriteNow", func(c *Conn, p []byte) (int, error) { return c.w.WriteNow(c.Conn, p) }},
+		{"net.Conn", func(c *Conn, p []byte) (int, error) { return c.Conn.Write(p) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, s := tcpPair(b)
+			go func() { _, _ = io.Copy(io.Discard, s) }()
+			p := make([]byte, 200)
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := tc.send(c, p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
