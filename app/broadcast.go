@@ -305,26 +305,28 @@ func (a *App) FanOut(ctx context.Context, id uint64, beforeEach func(instance st
 	}
 	defer a.Redis.Do(context.WithoutCancel(ctx), a.Redis.B().Del().Key(lock).Build())
 	a.Log.Info("broadcast fan-out starts", "id", id, "since_submit", time.Since(IDTime(id)))
-	sent, err := a.Repo.MarkBroadcastSent(ctx, id, time.Now().UTC())
+	b, err := a.Repo.MarkBroadcastSent(ctx, id, time.Now().UTC())
 	if err != nil {
 		return err
 	}
-	if !sent {
+	if b == nil {
 		return nil // cancelled
 	}
-	b, err := a.Repo.GetBroadcast(ctx, id)
+	// The generation only after the mark: counts read at a generation
+	// include every broadcast marked sent before it (broadcastUnreadGen).
+	res := a.Redis.DoMulti(ctx,
+		a.Redis.B().Incr().Key(keyBroadcastGen).Build(),
+		a.Redis.B().Smembers().Key(keyInstances).Build(),
+		a.Redis.B().Smembers().Key(keyFanoutDone(id)).Build())
+	gen, err := res[0].AsInt64()
 	if err != nil {
 		return err
 	}
-	gen, err := a.Redis.Do(ctx, a.Redis.B().Incr().Key(keyBroadcastGen).Build()).AsInt64()
+	insts, err := res[1].AsStrSlice()
 	if err != nil {
 		return err
 	}
-	insts, err := a.Redis.Do(ctx, a.Redis.B().Smembers().Key(keyInstances).Build()).AsStrSlice()
-	if err != nil {
-		return err
-	}
-	done, err := a.Redis.Do(ctx, a.Redis.B().Smembers().Key(keyFanoutDone(id)).Build()).AsStrSlice()
+	done, err := res[2].AsStrSlice()
 	if err != nil {
 		return err
 	}

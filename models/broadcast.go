@@ -72,18 +72,18 @@ func (r *Repo) GetBroadcast(ctx context.Context, id uint64) (*Broadcast, error) 
 	return b, nil
 }
 
-// MarkBroadcastSent moves a scheduled (or new) broadcast to sent, once;
-// it reports whether the row is sent now (false: cancelled).
-func (r *Repo) MarkBroadcastSent(ctx context.Context, id uint64, at time.Time) (bool, error) {
+// MarkBroadcastSent moves a scheduled (or new) broadcast to sent, once,
+// and returns it as stored when it is sent now (nil: cancelled).
+func (r *Repo) MarkBroadcastSent(ctx context.Context, id uint64, at time.Time) (*Broadcast, error) {
 	if _, err := r.DB.NewUpdate().Model((*Broadcast)(nil)).Set("status = ?, sent_at = ?", BroadcastSent, at).
 		Where("id = ? AND status = ?", id, BroadcastScheduled).Exec(ctx); err != nil {
-		return false, fmt.Errorf("mark broadcast %d sent: %w", id, err)
+		return nil, fmt.Errorf("mark broadcast %d sent: %w", id, err)
 	}
 	b, err := r.GetBroadcast(ctx, id)
-	if err != nil {
-		return false, err
+	if err != nil || b.Status != BroadcastSent {
+		return nil, err
 	}
-	return b.Status == BroadcastSent, nil
+	return b, nil
 }
 
 // CancelBroadcast cancels a scheduled or recurring broadcast; it reports
