@@ -377,18 +377,17 @@ type liveBroadcast struct {
 }
 
 // fanOutLocal sends frame to every local connection in the broadcast's
-// segment, the hub's shards split between fanOutParts goroutines; the
+// segment, in connection order split between fanOutParts goroutines; the
 // frame's bytes are shared by all of them. An idle connection is written
 // at once by the fan-out (hub.Client.Offer), a busy one gets it queued.
 // Each connection also gets its new counts: what it was last told plus
 // this broadcast, unless what it was told already included it.
 func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 	start := time.Now()
-	parts := fanOutParts()
 	var n atomic.Int64
 	var wg sync.WaitGroup
-	for part := range parts {
-		wg.Go(func() { n.Add(int64(a.fanOutPart(live, frame, part, parts))) })
+	for _, sp := range a.Hub.Spans(fanOutParts()) {
+		wg.Go(func() { n.Add(int64(a.fanOutPart(live, frame, sp))) })
 	}
 	wg.Wait()
 	a.Metrics.Pushed.Add(float64(n.Load()))
@@ -400,7 +399,7 @@ func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 // the process may use, as each spends most of its time in write calls.
 func fanOutParts() int { return runtime.GOMAXPROCS(0) }
 
-func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, part, parts int) int {
+func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, sp hub.Span) int {
 	n := 0
 	// Most members were last told one of a few counts, so new unread
 	// frames are memoised by the old counts' JSON: one encoding (and one
@@ -410,7 +409,7 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, part, parts int) i
 	// One slice for every Offer: it would escape, and cost an allocation
 	// per member, if made per call. Offer keeps no reference to it.
 	out := make([]hub.Frame, 2)
-	a.Hub.EachPart(part, parts, func(c *hub.Client) {
+	a.Hub.EachIn(sp, func(c *hub.Client) {
 		if !c.InSegment(live.Segment) {
 			return
 		}

@@ -88,6 +88,8 @@ type Client struct {
 	// LastTouch is when the app last recorded this peer as alive (unix ns).
 	LastTouch atomic.Int64
 
+	pos int // in the hub's connection order; guarded by its lock
+
 	segments atomic.Pointer[map[string]struct{}]
 	state    atomic.Pointer[any]
 
