@@ -403,8 +403,11 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, sp hub.Span) int {
 	n := 0
 	// Most members were last told one of a few counts, so new unread
 	// frames are memoised by the old counts' JSON: one encoding (and one
-	// shared Unread) per distinct count, not per member.
+	// shared Unread) per distinct count, not per member. Members told the
+	// same shared counts last time (by the fan-out before) are found by
+	// the counts' address first, which saves encoding the key.
 	memo := make(map[string]hub.Frame)
+	byAddr := make(map[*Unread]hub.Frame)
 	var scratch []byte
 	// One slice for every Offer: it would escape, and cost an allocation
 	// per member, if made per call. Offer keeps no reference to it.
@@ -414,13 +417,18 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, sp hub.Span) int {
 			return
 		}
 		var ok bool
-		if u, known := c.State().(Unread); known && u.gen < live.Gen {
-			scratch = appendUnreadFrame(scratch[:0], u)
-			f, hit := memo[string(scratch)]
+		if u, known := c.State().(*Unread); known && u.gen < live.Gen {
+			f, hit := byAddr[u]
 			if !hit {
-				f = unreadFrameOf(u.plus(live.Kind, live.Gen))
-				if len(memo) < fanOutMemoMax {
-					memo[string(scratch)] = f
+				scratch = appendUnreadFrame(scratch[:0], *u)
+				if f, hit = memo[string(scratch)]; !hit {
+					f = unreadFrameOf(u.plus(live.Kind, live.Gen))
+					if len(memo) < fanOutMemoMax {
+						memo[string(scratch)] = f
+					}
+				}
+				if len(byAddr) < fanOutMemoMax {
+					byAddr[u] = f
 				}
 			}
 			out[0], out[1] = frame, f

@@ -71,7 +71,7 @@ func messageFrame(m *models.Message, replay bool) hub.Frame {
 // generation ("g<gen>") so the counts survive the trip to another
 // instance as a connection's State (see decodeEnvelope).
 func unreadFrameOf(u Unread) hub.Frame {
-	return hub.Frame{Type: "unread", Key: "g" + strconv.FormatInt(u.gen, 10), Data: appendUnreadFrame(nil, u), State: u}
+	return hub.Frame{Type: "unread", Key: "g" + strconv.FormatInt(u.gen, 10), Data: appendUnreadFrame(nil, u), State: &u}
 }
 
 // appendUnreadFrame appends u's unread frame JSON, byte for byte what

@@ -193,7 +193,7 @@ func decodeEnvelope(b []byte) (uint64, []hub.Frame, error) {
 			var u unreadFrame
 			if g, ok := strings.CutPrefix(f.Key, "g"); ok && json.Unmarshal(data, &u) == nil {
 				u.gen, _ = strconv.ParseInt(g, 10, 64)
-				f.State = u.Unread
+				f.State = &u.Unread
 			}
 		}
 		frames = append(frames, f)

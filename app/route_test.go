@@ -43,7 +43,7 @@ func TestUnreadStateCrossesInstances(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("decode: %v", err)
 	}
-	if st, ok := got[0].State.(Unread); !ok || !reflect.DeepEqual(st, u) {
+	if st, ok := got[0].State.(*Unread); !ok || !reflect.DeepEqual(*st, u) {
 		t.Fatalf("State after the trip = %#v, want %#v", got[0].State, u)
 	}
 }

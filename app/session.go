@@ -83,7 +83,7 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 	if err != nil {
 		return fail(err)
 	}
-	c.SendDirect(hub.Frame{Type: "hello", State: u, Data: mustJSON(helloFrame{
+	c.SendDirect(hub.Frame{Type: "hello", State: &u, Data: mustJSON(helloFrame{
 		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.HeartbeatOf(id.Role) / time.Second), Unread: u,
 	})})
 	connected := func(ctx context.Context) {
