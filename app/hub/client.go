@@ -91,13 +91,13 @@ type Client struct {
 	pos int // in the hub's connection order; guarded by its lock
 
 	segments atomic.Pointer[map[string]struct{}]
-	state    atomic.Pointer[any]
 
 	// wmu is held while frames go to the transport: by the write loop
 	// around each batch, and by Offer around a direct write.
 	wmu sync.Mutex
 
 	mu        sync.Mutex
+	state     any          // see State
 	direct    DirectWriter // set while Run runs with one
 	flushDue  bool         // a direct write left bytes for the write loop
 	queue     []Frame
@@ -214,7 +214,7 @@ func (c *Client) wake() {
 func (c *Client) note(frames []Frame) {
 	for i := len(frames) - 1; i >= 0; i-- {
 		if st := frames[i].State; st != nil {
-			c.state.Store(&st)
+			c.state = st // a plain field: an atomic one would box st per call
 			return
 		}
 	}
@@ -223,10 +223,9 @@ func (c *Client) note(frames []Frame) {
 // State returns the State of the last frame queued with one (nil if none):
 // what this connection was last told, for an update relative to it.
 func (c *Client) State() any {
-	if p := c.state.Load(); p != nil {
-		return *p
-	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
 }
 
 // dropReplayedLocked removes frames the last replay already carried.
