@@ -110,9 +110,10 @@ type wsDirect struct{ *wsWriter }
 // TryWrite frames the frames itself and hands them to the socket in one
 // raw write that does not wait (corkConn.TryWriteNow). A broadcast makes
 // one such call per connection, so it skips the library's per-message
-// locking and its deadline bookkeeping: corkConn keeps the deadline in
-// force from expiring instead. The library's own writes (pongs, close
-// frames) each go out whole under corkConn's lock, so frames never mix.
+// locking and its deadline bookkeeping (a write that cannot wait needs no
+// deadline; every write that may wait sets a fresh one first). The
+// library's own writes (pongs, close frames) each go out whole under
+// corkConn's lock, so frames never mix.
 func (w wsDirect) TryWrite(frames []hub.Frame) (pending bool, err error) {
 	b := corkBufs.Get().(*[]byte)
 	buf := (*b)[:0]

@@ -38,6 +38,10 @@ type entry struct {
 
 func (o *order) add(c *Client) {
 	o.mu.Lock()
+	if c.pos < len(o.list) && o.list[c.pos].c == c {
+		o.mu.Unlock()
+		return // listed already: a second Add must not list it twice
+	}
 	o.next++
 	c.pos = len(o.list)
 	o.list = append(o.list, entry{seq: o.next, c: c})

@@ -144,3 +144,22 @@ func TestSpansCoverEveryClientOnce(t *testing.T) {
 		t.Fatalf("Spans of an empty hub = %v", got)
 	}
 }
+
+// A client added twice is walked once, and gone after its removals.
+func TestDoubleAddIsListedOnce(t *testing.T) {
+	h := New()
+	c := NewClient(7, "c", "user", "ws")
+	h.Add(c)
+	h.Add(c)
+	if seen, _ := walk(h); seen[c] != 1 {
+		t.Fatalf("walk saw the client %d times", seen[c])
+	}
+	h.Remove(c)
+	h.Remove(c)
+	if seen, order := walk(h); len(order) != 0 {
+		t.Fatalf("walk after both removals saw %v", seen)
+	}
+	if conns, _ := h.Stats(); conns != 0 {
+		t.Fatalf("Stats after both removals: %d connections", conns)
+	}
+}

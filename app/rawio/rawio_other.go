@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux || 386
 
 package rawio
 
@@ -7,7 +7,8 @@ import (
 	"syscall"
 )
 
-// Enabled reports whether this platform has raw calls; here it has not, and
+// Enabled reports whether this platform has raw calls; here it has not
+// (32-bit x86 Linux reaches sendto and recvfrom only through socketcall), and
 // Writer, Reader and Wrap use the connection's own methods.
 const Enabled = false
 
