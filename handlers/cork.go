@@ -92,17 +92,17 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	if err := c.flushLocked(); err != nil {
 		return 0, err
 	}
-	n, err := c.write(p, true)
+	n, err := c.write(p)
 	if err != nil {
 		c.failLocked(err)
 	}
 	return n, err
 }
 
-// write sends p on the socket; unless wait, only what it takes at once.
-func (c *corkConn) write(p []byte, wait bool) (int, error) {
+// write sends all of p on the socket, waiting for the peer.
+func (c *corkConn) write(p []byte) (int, error) {
 	if c.raw != nil {
-		return c.raw.Write(c.Conn, p, wait)
+		return c.raw.Write(c.Conn, p)
 	}
 	return c.Conn.Write(p)
 }
@@ -122,7 +122,7 @@ func (c *corkConn) flushLocked() error {
 	if len(c.pending) == 0 {
 		return nil
 	}
-	if _, err := c.write(c.pending, true); err != nil {
+	if _, err := c.write(c.pending); err != nil {
 		c.failLocked(err)
 		return err
 	}
@@ -197,7 +197,7 @@ func (c *corkConn) uncork() error {
 		return err
 	}
 	if err == nil {
-		if _, err = c.write(*b, true); err != nil {
+		if _, err = c.write(*b); err != nil {
 			c.failLocked(err)
 		}
 	}

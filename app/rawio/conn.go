@@ -42,7 +42,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.w.Write(c.Conn, p, true)
+	return c.w.Write(c.Conn, p)
 }
 
 // SyscallConn lets libraries that look under a connection (liveness

@@ -21,7 +21,6 @@ type Writer struct {
 	once func(fd uintptr)      // w.writeOnce, made once
 	p    []byte
 	n    int
-	wait bool
 	err  error
 }
 
@@ -33,12 +32,16 @@ func NewWriter(rc syscall.RawConn) *Writer {
 	return w
 }
 
-// Write sends p on c's socket (rc's). With wait it waits until all of p is
-// taken or the write deadline passes; without, it returns what the socket
-// took at once.
-func (w *Writer) Write(c net.Conn, p []byte, wait bool) (int, error) {
-	w.p, w.n, w.wait, w.err = p, 0, wait, nil
-	err := w.rc.Write(w.step) // its own errors (deadline, closed) come as a *net.OpError
+// Write sends all of p on c's socket (rc's), waiting while the socket
+// buffer is full, until the write deadline.
+func (w *Writer) Write(c net.Conn, p []byte) (int, error) {
+	w.p, w.n, w.err = p, 0, nil
+	return w.result(c, w.rc.Write(w.step))
+}
+
+// result is what a write returns: err is RawConn's own (deadline, closed,
+// as a *net.OpError), else the system call's.
+func (w *Writer) result(c net.Conn, err error) (int, error) {
 	n := w.n
 	if err == nil && w.err != nil {
 		err = opError("write", c, w.err)
@@ -53,14 +56,8 @@ func (w *Writer) Write(c net.Conn, p []byte, wait bool) (int, error) {
 // (RawConn.Control) but not Go's write lock. The caller serialises writes
 // to the connection.
 func (w *Writer) WriteNow(c net.Conn, p []byte) (int, error) {
-	w.p, w.n, w.wait, w.err = p, 0, false, nil
-	err := w.rc.Control(w.once) // a closed conn's error comes as a *net.OpError
-	n := w.n
-	if err == nil && w.err != nil {
-		err = opError("write", c, w.err)
-	}
-	w.p, w.err = nil, nil
-	return n, err
+	w.p, w.n, w.err = p, 0, nil
+	return w.result(c, w.rc.Control(w.once))
 }
 
 func (w *Writer) writeOnce(fd uintptr) { w.write1(fd) }
@@ -78,7 +75,7 @@ func (w *Writer) write1(fd uintptr) bool {
 			w.n += int(m)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return !w.wait
+			return false
 		default:
 			w.err = os.NewSyscallError("write", e)
 			return true

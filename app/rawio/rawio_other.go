@@ -12,12 +12,12 @@ import (
 // Writer, Reader and Wrap use the connection's own methods.
 const Enabled = false
 
-// Writer falls back to net.Conn.Write (which always waits).
+// Writer falls back to net.Conn.Write.
 type Writer struct{}
 
 func NewWriter(syscall.RawConn) *Writer { return &Writer{} }
 
-func (*Writer) Write(c net.Conn, p []byte, _ bool) (int, error) { return c.Write(p) }
+func (*Writer) Write(c net.Conn, p []byte) (int, error) { return c.Write(p) }
 
 // WriteNow falls back to net.Conn.Write too: it may wait.
 func (*Writer) WriteNow(c net.Conn, p []byte) (int, error) { return c.Write(p) }

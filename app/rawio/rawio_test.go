@@ -223,7 +223,7 @@ func BenchmarkSend(b *testing.B) {
 		name string
 		send func(c *Conn, p []byte) (int, error)
 	}{
-		{"Write", func(c *Conn, p []byte) (int, error) { return c.w.Write(c.Conn, p, false) }},
+		{"Write", func(c *Conn, p []byte) (int, error) { return c.w.Write(c.Conn, p) }},
 		{"WriteNow", func(c *Conn, p []byte) (int, error) { return c.w.WriteNow(c.Conn, p) }},
 		{"net.Conn", func(c *Conn, p []byte) (int, error) { return c.Conn.Write(p) }},
 	} {
