@@ -76,7 +76,7 @@ func main() {
 	flag.Uint64Var(&cfg.uidBase, "uid-base", 0, "first user id (default: random, so runs do not share users)")
 	flag.StringVar(&pids, "pid", "", "comma-separated server pids, for RSS per connection")
 	flag.StringVar(&storePids, "store-pids", "", "comma-separated pids of the stores (Redis, MariaDB), for their CPU use")
-	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, or observe (count broadcasts another bench process posts)")
+	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, observe (count broadcasts another bench process posts), or chat (see chat.go)")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "broadcasts to send, 0.5 s apart (broadcast mode)")
 	flag.Int64Var(&cfg.postAt, "post-at", 0, "unix time to start posting at (to line up several bench processes)")
 	flag.IntVar(&cfg.rate, "rate", 0, "cap on messages posted per second (0: as fast as the publishers go)")
@@ -100,7 +100,11 @@ func main() {
 	if cfg.uidBase == 0 {
 		cfg.uidBase = uint64(rand.IntN(1_000_000))*1_000_000 + 1
 	}
-	if err := run(cfg); err != nil {
+	runMode := run
+	if cfg.mode == "chat" {
+		runMode = runChat
+	}
+	if err := runMode(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
