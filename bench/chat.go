@@ -256,7 +256,7 @@ func (a *chatAgent) read(st *chatStats, uidLo, uidHi uint64) {
 				return
 			}
 			st.note("agent: error "+strconv.Itoa(f.Code), data)
-		case "hello", "agent.status", "chat.presence", "unread", "msg", "pong":
+		case "hello", "chat.ack", "agent.status", "chat.presence", "unread", "msg", "pong":
 		default:
 			st.note("agent: "+f.Type, data)
 		}
