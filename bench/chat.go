@@ -252,7 +252,7 @@ func (a *chatAgent) read(st *chatStats, uidLo, uidHi uint64) {
 			if f.Code == 429 && f.ConversationID != "" {
 				st.agent429.Add(1) // a person would wait and send it again
 				conv := f.ConversationID
-				time.AfterFunc(time.Second+time.Duration(rand.IntN(1000))*time.Millisecond, func() { a.reply(st, conv) })
+				time.AfterFunc(3*time.Second+time.Duration(rand.IntN(2000))*time.Millisecond, func() { a.reply(st, conv) })
 				return
 			}
 			st.note("agent: error "+strconv.Itoa(f.Code), data)
