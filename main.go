@@ -4,6 +4,9 @@
 //	pushdesk migrate     create or update the MySQL schema and exit
 //	pushdesk token UID   print a user token signed with PUSHDESK_JWT_SECRET
 //	                     (-role agent, -name, -groups a,b, -ttl 24h)
+//	pushdesk agent add --email E --name N   create a console login (prints its password once)
+//	pushdesk agent list                      list console logins
+//	pushdesk agent disable --email E         turn a console login off
 package main
 
 import (
@@ -41,8 +44,10 @@ func main() {
 		err = migrate(context.Background(), log)
 	case "token":
 		err = token(args)
+	case "agent":
+		err = agentCmd(context.Background(), args)
 	default:
-		err = fmt.Errorf("unknown command %q (want serve, migrate or token)", cmd)
+		err = fmt.Errorf("unknown command %q (want serve, migrate, token or agent)", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushdesk:", err)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pushdesk/pushdesk/app/chat"
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/app/rawio"
 	"github.com/pushdesk/pushdesk/models"
@@ -49,6 +50,8 @@ type App struct {
 	// advance it.
 	Clock   Clock
 	Metrics *Metrics
+	// Chat is the support desk.
+	Chat *chat.Service
 
 	users       *userCenter // nil without PUSHDESK_AUTH_URL
 	ingest      *Batcher[*Delivery]
@@ -135,6 +138,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		a.Close()
 		return nil, err
 	}
+	a.Chat = newChat(a)
+	a.Chat.Start()
 	a.wg.Add(2)
 	go a.listen()
 	go a.keepAlive()
@@ -216,6 +221,9 @@ func (a *App) Ready(ctx context.Context) error {
 // the listeners and workers have stopped.
 func (a *App) Close() {
 	a.cancel()
+	if a.Chat != nil {
+		a.Chat.Shutdown()
+	}
 	a.wg.Wait() // keepAlive must not re-register what retire removes
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	a.retire(ctx)

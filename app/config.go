@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"github.com/pushdesk/pushdesk/app/chat"
 	"os"
 	"strconv"
 	"time"
@@ -98,6 +99,11 @@ type Config struct {
 	// AuthNegativeTTL caches a rejected token. Zero means 60s.
 	// Env PUSHDESK_AUTH_NEGATIVE_TTL.
 	AuthNegativeTTL time.Duration
+
+	// Chat configures the support desk (see chat.Config for defaults).
+	// Env PUSHDESK_CHAT_CAPACITY, PUSHDESK_CHAT_AGENT_GRACE,
+	// PUSHDESK_CHAT_SETTLE, PUSHDESK_CHAT_RATE.
+	Chat chat.Config
 }
 
 // ConfigFromEnv reads the configuration from the environment and checks
@@ -133,6 +139,8 @@ func ConfigFromEnv() (Config, error) {
 		"PUSHDESK_AUTH_TTL_BASE":     &c.AuthTTLBase,
 		"PUSHDESK_AUTH_TTL_JITTER":   &c.AuthTTLJitter,
 		"PUSHDESK_AUTH_NEGATIVE_TTL": &c.AuthNegativeTTL,
+		"PUSHDESK_CHAT_AGENT_GRACE":  &c.Chat.Grace,
+		"PUSHDESK_CHAT_SETTLE":       &c.Chat.Settle,
 	} {
 		if *dst, err = envDuration(key); err != nil {
 			return c, err
@@ -151,6 +159,13 @@ func ConfigFromEnv() (Config, error) {
 	if v := os.Getenv("PUSHDESK_WORKER_LOOPS"); v != "" {
 		if c.WorkerLoops, err = strconv.Atoi(v); err != nil || c.WorkerLoops < 1 || c.WorkerLoops > 64 {
 			return c, fmt.Errorf("PUSHDESK_WORKER_LOOPS=%q: want an integer from 1 to 64", v)
+		}
+	}
+	for key, dst := range map[string]*int{"PUSHDESK_CHAT_CAPACITY": &c.Chat.Capacity, "PUSHDESK_CHAT_RATE": &c.Chat.Rate} {
+		if v := os.Getenv(key); v != "" {
+			if *dst, err = strconv.Atoi(v); err != nil || *dst < 1 {
+				return c, fmt.Errorf("%s=%q: want a positive integer", key, v)
+			}
 		}
 	}
 	if v := os.Getenv("PUSHDESK_WORKER_CONCURRENCY"); v != "" {

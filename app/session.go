@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pushdesk/pushdesk/app/chat"
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/models"
 )
@@ -41,7 +42,12 @@ func newConnID() string {
 // replay are held and deduplicated against it, so nothing is lost between
 // the replay query and the live stream.
 func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hub.Client, error) {
+	shown := id.UID
+	if id.Role == RoleAgent { // agents' ids are their own namespace
+		id.UID = chat.AgentKey(id.UID)
+	}
 	c := hub.NewClient(id.UID, newConnID(), string(id.Role), opt.Transport)
+	c.Name = id.Name
 	// Segments first: a broadcast fanned out from now on must find them.
 	a.rememberGroups(ctx, id.UID, id.Groups)
 	segs, err := a.segmentsOf(ctx, id.UID)
@@ -84,8 +90,16 @@ func (a *App) Connect(ctx context.Context, id Identity, opt ConnectOptions) (*hu
 		return fail(err)
 	}
 	c.SendDirect(hub.Frame{Type: "hello", State: &u, Data: mustJSON(helloFrame{
-		Type: "hello", UID: u64(id.UID), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.HeartbeatOf(id.Role) / time.Second), Unread: u,
+		Type: "hello", UID: u64(shown), ConnID: c.ConnID, HeartbeatS: int(a.Cfg.HeartbeatOf(id.Role) / time.Second), Unread: u,
 	})})
+	// The chat's state follows hello (and waits, like live frames, for
+	// the replay).
+	if err := a.chatConnected(ctx, c); err != nil {
+		if e, ok := chat.AsError(err); ok && e == chat.ErrAgentDisabled {
+			return fail(Errorf(403, "forbidden", "%s", e.Message))
+		}
+		return fail(err)
+	}
 	connected := func(ctx context.Context) {
 		a.logConn(models.ConnEvent{UID: id.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: opt.Transport,
 			Role: string(id.Role), Event: "connect", RemoteAddr: opt.RemoteAddr, At: time.Now().UTC()})
@@ -301,6 +315,7 @@ func (a *App) Disconnect(c *hub.Client, remote string) {
 	a.logConn(models.ConnEvent{UID: c.UID, ConnID: c.ConnID, InstanceID: a.Instance, Transport: c.Transport,
 		Role: c.Role, Event: "disconnect", RemoteAddr: remote, At: time.Now().UTC()})
 	a.touchSeen(ctx, c.UID)
+	a.chatDisconnected(ctx, c)
 }
 
 // logConn queues a connection-log row; a full queue drops it (counted).
@@ -335,6 +350,10 @@ func (a *App) HandleFrame(ctx context.Context, c *hub.Client, data []byte) {
 	var f clientFrame
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.SendDirect(ErrorFrame(400, "frame is not a JSON object"))
+		return
+	}
+	if chat.HandlesFrame(f.Type) {
+		a.Chat.HandleFrame(ctx, chatSender(c), c, data)
 		return
 	}
 	var err error

@@ -138,6 +138,7 @@ func (s *Server) routePublic(f *fiber.App) {
 	me.Get("/messages", getMessages(a))
 	me.Post("/read", postRead(a))
 	me.Post("/ack", postAck(a))
+	routeChat(f, a, browser)
 	f.Get("/ws", userAuth(a), wsUpgrade(s), wsHandler(s))
 	f.Get("/sse", browser, userAuth(a), sseHandler(s))
 	web.Mount(f)

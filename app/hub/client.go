@@ -85,6 +85,9 @@ type Client struct {
 	ConnID    string
 	Role      string
 	Transport string // "ws" or "sse"
+	// Name is the display name from the token (set before the client is
+	// shared).
+	Name string
 	// LastTouch is when the app last recorded this peer as alive (unix ns).
 	LastTouch atomic.Int64
 

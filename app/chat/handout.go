@@ -1,0 +1,151 @@
+package chat
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/redis/rueidis"
+)
+
+// Reasons a conversation was handed to an agent (logged, counted, and in
+// chat_holds.reason).
+const (
+	ReasonSticky      = "sticky"
+	ReasonLeastLoaded = "least_loaded"
+	ReasonBacklog     = "backlog"
+	ReasonTransfer    = "transfer"
+	ReasonReassign    = "reassign"
+)
+
+// handout is one conversation's new place: an agent, or the queue.
+type handout struct {
+	cid      string
+	user     uint64
+	agent    uint64 // 0: waiting
+	from     uint64 // the agent it left, for transfers and reassignments
+	reason   string // a Reason…, or "queued"
+	position int
+	opened   time.Time
+	joined   bool // an open that found the user's conversation already there
+}
+
+// persist records an assignment in MySQL. Redis already has it; the
+// write is retried a few times, since the console's lists read MySQL.
+func (s *Service) persist(ctx context.Context, h *handout) error {
+	name := s.agentName(ctx, h.agent)
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		if err = s.repo.Assign(ctx, parseU(h.cid), h.agent, name, h.reason, s.clock.Now().UTC()); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return s.unavailable("record assignment", err)
+	}
+	s.m.assignments.WithLabelValues(h.reason).Inc()
+	if h.reason == ReasonReassign {
+		s.m.reassigned.Inc()
+	}
+	if !h.opened.IsZero() && h.reason != ReasonTransfer && h.reason != ReasonReassign {
+		s.m.wait.Observe(s.clock.Now().Sub(h.opened).Seconds())
+	}
+	s.log.Info("chat hand-out", "conversation", h.cid, "user", h.user, "agent", h.agent, "reason", h.reason, "from", h.from)
+	return nil
+}
+
+func (s *Service) agentName(ctx context.Context, agent uint64) string {
+	name, _ := s.rc.Do(ctx, s.rc.B().Hget().Key(s.k.agent(utoa(agent))).Field("name").Build()).ToString()
+	return name
+}
+
+// announce tells users and agents about hand-outs: the user chat.assigned
+// or chat.queued, the agent chat.assigned (with the earlier lines when
+// history is set), the agent it left chat.transferred.
+func (s *Service) announce(ctx context.Context, hs []handout, history bool) {
+	for _, h := range hs {
+		if h.joined {
+			continue
+		}
+		opened := h.opened.UnixMilli()
+		if h.agent == 0 {
+			s.toUser(ctx, h.user, frame("chat.queued", queuedFrame{Type: "chat.queued", ConversationID: h.cid, Position: h.position, Since: opened}))
+			continue
+		}
+		ref := &AgentRef{ID: utoa(h.agent), Name: s.agentName(ctx, h.agent)}
+		s.toUser(ctx, h.user, frame("chat.assigned", assignedFrame{Type: "chat.assigned", ConversationID: h.cid, Status: "open", OpenedAt: opened, Agent: ref}))
+		frames := []hub.Frame{s.assignedToAgent(ctx, h.cid, h.user, opened)}
+		if history {
+			frames = append(frames, s.history(ctx, h.cid)...)
+		}
+		s.toAgent(ctx, h.agent, frames...)
+		s.sendStatus(ctx, h.agent)
+		if h.from != 0 {
+			s.toAgent(ctx, h.from, frame("chat.transferred", convFrame{Type: "chat.transferred", ConversationID: h.cid, ToAgent: utoa(h.agent)}))
+			s.sendStatus(ctx, h.from)
+		}
+	}
+}
+
+func (s *Service) assignedToAgent(ctx context.Context, cid string, user uint64, opened int64) hub.Frame {
+	online, _ := s.presence.Online(ctx, user)
+	return frame("chat.assigned", assignedFrame{Type: "chat.assigned", ConversationID: cid, Status: "open", OpenedAt: opened,
+		User: &UserRef{ID: utoa(user), Online: &online}})
+}
+
+// HistoryLimit is how many earlier lines an agent is sent with a
+// conversation; the console pages further back through REST.
+const HistoryLimit = 100
+
+// history is conversation cid's last lines as replayed chat.msg frames,
+// oldest first.
+func (s *Service) history(ctx context.Context, cid string) []hub.Frame {
+	lines, err := s.repo.Lines(ctx, parseU(cid), 0, HistoryLimit)
+	if err != nil {
+		s.log.Warn("chat history not sent", "conversation", cid, "err", err)
+		return nil
+	}
+	slices.Reverse(lines)
+	out := make([]hub.Frame, len(lines))
+	for i := range lines {
+		out[i] = lineFrame(&lines[i], true)
+	}
+	return out
+}
+
+func (s *Service) toUser(ctx context.Context, uid uint64, frames ...hub.Frame) {
+	if err := s.push.PushToUser(ctx, uid, frames...); err != nil {
+		s.log.Warn("chat push to user", "user", uid, "err", err)
+	}
+}
+
+func (s *Service) toAgent(ctx context.Context, agent uint64, frames ...hub.Frame) {
+	if err := s.push.PushToUser(ctx, AgentKey(agent), frames...); err != nil {
+		s.log.Warn("chat push to agent", "agent", agent, "err", err)
+	}
+}
+
+// requeue tells every waiting user their position (after the queue
+// moved). The first maxPositions are told; the rest learn on the next move.
+func (s *Service) requeue(ctx context.Context) {
+	const maxPositions = 1000
+	ids, err := s.rc.Do(ctx, s.rc.B().Zrange().Key(s.k.waiting()).Min("0").Max(itoa(maxPositions-1)).Withscores().Build()).AsZScores()
+	if err != nil || len(ids) == 0 {
+		return
+	}
+	cmds := make(rueidis.Commands, len(ids))
+	for i, z := range ids {
+		cmds[i] = s.rc.B().Hget().Key(s.k.conv(z.Member)).Field("user").Build()
+	}
+	for i, r := range s.rc.DoMulti(ctx, cmds...) {
+		u, err := r.ToString()
+		if err != nil {
+			continue
+		}
+		s.toUser(ctx, parseU(u), frame("chat.queued", queuedFrame{Type: "chat.queued", ConversationID: ids[i].Member, Position: i + 1, Since: int64(ids[i].Score)}))
+	}
+}
