@@ -286,7 +286,13 @@ type client struct {
 
 func dial(tb testing.TB, in *instance, uid uint64) *client {
 	tb.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws://"+in.addr+"/ws?token="+token(tb, uid), nil)
+	return dialToken(tb, in, token(tb, uid))
+}
+
+// dialToken is dial with a token of the caller's.
+func dialToken(tb testing.TB, in *instance, tok string) *client {
+	tb.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial("ws://"+in.addr+"/ws?token="+tok, nil)
 	if err != nil {
 		tb.Fatalf("dial %s: %v", in.name, err)
 	}
