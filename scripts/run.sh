@@ -20,6 +20,7 @@ cat <<MSG
 
 Pushdesk is up.
   demo client   $base/demo/   (WebSocket: ws://127.0.0.1:$port/ws, SSE: $base/sse)
+  agent console $base/console/   (make a login: ./bin/pushdesk agent add --email you@example.com --name You)
   health        $base/healthz  $base/readyz
   dev token for user 42 (valid 24h):
     $token
