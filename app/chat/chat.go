@@ -73,7 +73,8 @@ type Config struct {
 	// Env PUSHDESK_CHAT_RATE.
 	Rate int
 	// Tick is how often the background loop looks for expired graces,
-	// dead instances and waiting conversations. Zero means 1s.
+	// dead instances and waiting conversations (each tick costs Redis
+	// two or three commands). Zero means 2s.
 	Tick time.Duration
 	// KeyPrefix prefixes every Redis key. Zero means DefaultKeyPrefix;
 	// it must contain a {hash tag}.
@@ -96,7 +97,7 @@ func (c *Config) fillDefaults() {
 		c.Rate = 20
 	}
 	if c.Tick <= 0 {
-		c.Tick = time.Second
+		c.Tick = 2 * time.Second
 	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix

@@ -254,3 +254,28 @@ func TestStateRebuiltFromMySQL(t *testing.T) {
 	}
 }
 
+
+// With MySQL gone, a send answers 503 and leaves no conversation behind
+// in Redis that MySQL does not have.
+func TestSendWithMySQLDownIsUnavailable(t *testing.T) {
+	s, _, _ := newTestService(t, Config{})
+	ctx := context.Background()
+	cfg, _ := mysql.ParseDSN(envOr("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"))
+	cfg.DBName = fmt.Sprintf("pushdesk_chat_test_%d", os.Getpid())
+	db, err := models.Open(ctx, cfg.FormatDSN(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close() // every query now fails
+	s.repo = &models.ChatRepo{DB: db}
+	uid := ids.Add(1)
+	for _, cmid := range []string{"down-1", ""} { // with and without the dedupe lookup
+		_, err = s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "hello?", ClientMsgID: cmid})
+		if e, ok := AsError(err); !ok || e.Code != 503 {
+			t.Fatalf("Send(%q) = %v, want a 503", cmid, err)
+		}
+	}
+	if n, _ := testRC.Do(ctx, testRC.B().Exists().Key(s.k.user(utoa(uid))).Build()).AsInt64(); n != 0 {
+		t.Fatal("Redis holds a conversation MySQL never stored")
+	}
+}

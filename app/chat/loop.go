@@ -34,9 +34,9 @@ func (s *Service) Kick() {
 	}
 }
 
-// sweepEvery is how many ticks pass between looks at dead instances and
-// the gauges.
-const sweepEvery = 5
+// sweepEvery is how many ticks pass between looks at dead instances, at
+// lost state and at the gauges.
+const sweepEvery = 3
 
 func (s *Service) loop() {
 	defer s.wg.Done()
@@ -53,9 +53,9 @@ func (s *Service) loop() {
 		case <-s.kick:
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			s.ensureState(ctx)
 			s.reap(ctx)
 			if n%sweepEvery == 0 {
+				s.ensureState(ctx)
 				s.sweepDead(ctx)
 				s.gauges(ctx)
 			}

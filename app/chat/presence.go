@@ -28,9 +28,12 @@ func (s *Service) AgentConnected(ctx context.Context, who Sender, conn Conn) err
 	status, _ := res[0].ToString()
 	load, _ := res[1].AsInt64()
 	send(conn, frame("agent.status", statusFrame{Type: "agent.status", Status: status, Load: int(load), Capacity: s.cfg.Capacity}))
+	// Counted up now: from here on a failure must not fail the connection
+	// (its disconnect would never count it down); the console's REST list
+	// shows what a failed read here leaves out.
 	held, err := s.rc.Do(ctx, s.rc.B().Smembers().Key(s.k.held(a)).Build()).AsStrSlice()
 	if err != nil {
-		return s.unavailable("held conversations", err)
+		s.log.Warn("chat: held conversations not sent to a new agent connection", "agent", who.ID, "err", err)
 	}
 	for _, cid := range held {
 		c, ok, err := s.live(ctx, cid)

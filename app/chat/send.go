@@ -142,6 +142,11 @@ func (s *Service) userSend(ctx context.Context, who Sender, conn Conn, req SendR
 	}
 	line, dup, err := s.store(ctx, who, parseU(cur), req)
 	if err != nil {
+		if opened != nil {
+			// The conversation exists either way: say where it stands, so
+			// the retry of this line (which joins it) is not the first news.
+			s.announce(ctx, []handout{*opened}, false)
+		}
 		return nil, err
 	}
 	ack := ackOf(line)
