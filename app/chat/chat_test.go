@@ -254,7 +254,6 @@ func TestStateRebuiltFromMySQL(t *testing.T) {
 	}
 }
 
-
 // With MySQL gone, a send answers 503 and leaves no conversation behind
 // in Redis that MySQL does not have.
 func TestSendWithMySQLDownIsUnavailable(t *testing.T) {
