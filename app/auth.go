@@ -1,9 +1,11 @@
 package app
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -49,7 +51,7 @@ type Auth struct {
 func NewAuth(secret string) *Auth {
 	return &Auth{
 		secret: []byte(secret),
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(clockSkew)),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(clockSkew)),
 	}
 }
 
@@ -60,7 +62,7 @@ func (a *Auth) Verify(token string) (Identity, error) {
 	}
 	var c claims
 	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil })
-	if err != nil || !time.Now().Before(c.ExpiresAt.Time) { // no grace after exp
+	if err != nil || !time.Now().Before(c.ExpiresAt.Time) || !numericTimes(token) { // no grace after exp
 		return Identity{}, ErrUnauthorized
 	}
 	uid, ok := parseSub(c.Sub)
@@ -110,4 +112,28 @@ func parseSub(raw json.RawMessage) (uint64, bool) {
 	}
 	uid, err := strconv.ParseUint(s, 10, 63)
 	return uid, err == nil && uid > 0
+}
+
+// numericTimes reports whether the token's exp, nbf and iat, where
+// present, are JSON numbers, as RFC 7519 says: the JWT library would also
+// take a string holding a number. Called after the signature was checked.
+func numericTimes(token string) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(payload, &raw) != nil {
+		return false
+	}
+	for _, k := range []string{"exp", "nbf", "iat"} {
+		if v, ok := raw[k]; ok && (len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9'))) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,5 +31,48 @@ func TestTokenClockSkew(t *testing.T) {
 	expired := sign(jwt.MapClaims{"sub": "5", "exp": now.Add(-time.Second).Unix()})
 	if _, err := auth.Verify(expired); err != ErrUnauthorized {
 		t.Fatalf("token expired a second ago: %v, want ErrUnauthorized", err)
+	}
+}
+
+// Times must be numbers, and an iat past the allowed skew is refused.
+func TestTokenTimesAreStrict(t *testing.T) {
+	a := NewAuth("s")
+	sign := func(c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte("s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	for name, c := range map[string]jwt.MapClaims{
+		"exp as a string":   {"sub": "5", "exp": strconv.FormatInt(exp, 10)},
+		"iat an hour ahead": {"sub": "5", "exp": exp, "iat": time.Now().Add(time.Hour).Unix()},
+		"nbf as a string":   {"sub": "5", "exp": exp, "nbf": "0"},
+		"iat as a bool":     {"sub": "5", "exp": exp, "iat": true},
+	} {
+		if _, err := a.Verify(sign(c)); err != ErrUnauthorized {
+			t.Errorf("%s: Verify = %v, want ErrUnauthorized", name, err)
+		}
+	}
+	if _, err := a.Verify(sign(jwt.MapClaims{"sub": "5", "exp": exp, "iat": time.Now().Unix()})); err != nil {
+		t.Errorf("a plain token: %v", err)
+	}
+}
+
+// A key given twice in an ingest body is refused, not taken as the last.
+func TestIngestRefusesDuplicateKeys(t *testing.T) {
+	for _, body := range []string{
+		`{"to_uid":1,"to_uid":2,"kind":"k","body":{}}`,
+		`{"to_uid":1,"kind":"k","kind":"j","body":{}}`,
+	} {
+		if _, err := ParseIngest([]byte(body)); err == nil {
+			t.Errorf("ParseIngest(%s) accepted it", body)
+		} else if e, ok := AsError(err); !ok || e.Status != 400 {
+			t.Errorf("ParseIngest(%s) = %v, want a 400", body, err)
+		}
+	}
+	if _, err := ParseIngest([]byte(`{"to_uid":1,"kind":"k","body":{"to_uid":2,"x":{"to_uid":3}}}`)); err != nil {
+		t.Errorf("nested keys named like top-level ones: %v", err)
 	}
 }

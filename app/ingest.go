@@ -69,6 +69,9 @@ func ParseIngest(raw []byte) (*IngestRequest, error) {
 	if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
 	}
+	if k, dup := duplicateKey(raw); dup {
+		return nil, Errorf(400, "invalid_json", "the key %q appears twice", k)
+	}
 	req := &IngestRequest{}
 	hasOne, hasMany := present(b.ToUID), present(b.ToUIDs)
 	switch {
@@ -134,6 +137,33 @@ func parseKindBody(rawKind, rawBody json.RawMessage) (string, json.RawMessage, e
 		return "", nil, Errorf(413, "body_too_large", "body is %d bytes, the limit is %d", compact.Len(), MaxBodyBytes)
 	}
 	return kind, compact.Bytes(), nil
+}
+
+// duplicateKey finds a key that appears twice in the top-level object of
+// raw (already known to be valid JSON): encoding/json would silently take
+// the last, so {"to_uid":1,"to_uid":2} would go to user 2.
+func duplicateKey(raw []byte) (string, bool) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return "", false
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			return k, true
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if d.Decode(&skip) != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 func present(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
