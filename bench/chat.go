@@ -55,6 +55,7 @@ type chatFrame struct {
 	Code           int    `json:"code"`
 	ConversationID string `json:"conversation_id"`
 	From           string `json:"from"`
+	Replay         bool   `json:"replay"`
 	Agent          struct {
 		ID string `json:"id"`
 	} `json:"agent"`
@@ -70,6 +71,7 @@ type chatStats struct {
 	handed, repeats, twice, foreign             atomic.Int64 // agents' chat.assigned frames
 	userLinesAtAgents, replies, echoes          atomic.Int64
 	agent429, closes, closedAtAgents, dropped   atomic.Int64
+	orphans                                     atomic.Int64 // agents' chat.msg of conversations not handed to them
 
 	owner   sync.Map // conversation id → agent id, from the agents' chat.assigned
 	mu      sync.Mutex
@@ -164,6 +166,7 @@ func (u *chatUser) read(st *chatStats) {
 				st.note("user: error "+strconv.Itoa(f.Code), data)
 				return
 			}
+			st.note("user: error "+strconv.Itoa(f.Code)+", retried", data)
 			time.AfterFunc(time.Duration(50+rand.IntN(151))*time.Millisecond, func() { _ = u.send() })
 		case "hello", "unread", "msg", "pong":
 		default:
@@ -233,6 +236,10 @@ func (a *chatAgent) read(st *chatStats, uidLo, uidHi uint64) {
 			a.mu.Lock()
 			c := a.convs[f.ConversationID]
 			first := false
+			if c == nil && !f.Replay {
+				st.orphans.Add(1)
+				st.note("agent: line of a conversation it was not handed", data)
+			}
 			if c != nil && f.From == "user" && !c.userLine {
 				c.userLine = true
 				st.userLinesAtAgents.Add(1)

@@ -54,8 +54,8 @@ func chatReport(cfg config, cc chatConfig, st *chatStats, agents []*chatAgent, u
 		fmt.Printf("; closed %d, chat.closed at users %d, at agents %d", st.closes.Load(), st.closedAtUsers.Load(), st.closedAtAgents.Load())
 	}
 	fmt.Println()
-	fmt.Printf("frames disagreeing: %d users whose agent did not get their conversation, %d assigned before ack, %d moved, %d unparsable\n",
-		mismatch, st.outOfOrder.Load(), st.moved.Load(), st.parseErrs.Load())
+	fmt.Printf("frames disagreeing: %d users whose agent did not get their conversation, %d agent lines of conversations not handed to them, %d assigned before ack, %d moved, %d unparsable\n",
+		mismatch, st.orphans.Load(), st.outOfOrder.Load(), st.moved.Load(), st.parseErrs.Load())
 	st.mu.Lock()
 	for k, v := range st.odd {
 		fmt.Printf("unexpected: %d × %s\n", v, k)
