@@ -301,6 +301,13 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 	missed = append(missed, bc)
 	again := dialSSE(t, uid, first)
 	again.until("hello")
+	viaQuery := dialSSE(t, uid, "q:"+first) // what pushdesk.js sends when it reconnects itself
+	viaQuery.until("hello")
+	for _, want := range missed {
+		if ev := viaQuery.until("msg"); ev.id != want || ev.data["replay"] != true {
+			t.Fatalf("resumed (query) msg = %s %v, want %s replay:true", ev.id, ev.data, want)
+		}
+	}
 	for _, want := range missed {
 		ev := again.until("msg")
 		if ev.id != want || ev.data["replay"] != true {

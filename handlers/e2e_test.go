@@ -268,9 +268,15 @@ type sseEvent struct {
 	data      frame
 }
 
+// dialSSE opens /sse; lastEventID "q:<id>" puts the id in the query
+// (last_event_id) instead of the Last-Event-ID header.
 func dialSSE(tb testing.TB, uid uint64, lastEventID string) *sseClient {
 	tb.Helper()
-	req, _ := http.NewRequest(http.MethodGet, baseURL+"/sse", nil)
+	url := baseURL + "/sse"
+	if id, ok := strings.CutPrefix(lastEventID, "q:"); ok {
+		url, lastEventID = url+"?last_event_id="+id, ""
+	}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+mint(tb, uid))
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)

@@ -60,7 +60,14 @@ func sseHandler(s *Server) fiber.Handler {
 		}
 		id := identity(c)
 		var last uint64
-		if v := c.Get("Last-Event-ID"); v != "" {
+		// A browser's own EventSource retry sends the header; a client
+		// that reconnects on its own schedule (with jitter) can only put
+		// it in the query.
+		v := c.Get("Last-Event-ID")
+		if v == "" {
+			v = c.Query("last_event_id")
+		}
+		if v != "" {
 			var ok bool
 			if last, ok = app.ParseID(v); !ok {
 				return app.Invalid("Last-Event-ID is not a message id")
