@@ -68,6 +68,9 @@ func TestSSEWhenWebSocketIsBlocked(t *testing.T) {
 	if tr := eval[string](user, "document.body.dataset.transport"); tr != "sse" {
 		t.Fatalf("transport = %q with WebSocket blocked, want sse", tr)
 	}
+	if n := eval[int](user, "window.__wsTried"); n < 2 {
+		t.Fatalf("the page tried WebSocket %d times before SSE, want 2", n)
+	}
 	ingest(t, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"over SSE"}}`, uid))
 	user.wait("badge 1", `document.querySelector("#bell-badge").textContent.trim() === "1"`)
 

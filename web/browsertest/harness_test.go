@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -370,16 +369,18 @@ func (p *page) listen(ev any) {
 	}
 }
 
-// blockWebSocket makes the browser refuse the page's WebSocket, as a
-// proxy that does not pass upgrades would.
+// blockWebSocket makes the page's WebSockets fail their handshake, as
+// behind a proxy that does not pass upgrades. (Chromium's request
+// blocking does not cover WebSockets, so the page's WebSocket is pointed
+// at a path where the real server refuses the upgrade.) Call it before
+// open.
 func (p *page) blockWebSocket() {
 	p.tb.Helper()
 	p.do("block WebSocket", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		if _, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{}); err != nil {
-			return err
-		}
-		_, err := cdp.Call(ctx, t, network.SetBlockedURLs, network.SetBlockedURLsParams{
-			URLPatterns: []*network.BlockPattern{{URLPattern: "ws://" + env.srv.addr + "/ws*", Block: true}},
+		_, err := cdp.Call(ctx, t, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{
+			Source: `window.__wsTried = 0; window.WebSocket = class extends WebSocket {
+				constructor(url, protocols) { window.__wsTried++; super(String(url).replace("/ws?", "/no-upgrade-here?"), protocols); }
+			};`,
 		})
 		return err
 	}))
