@@ -212,7 +212,9 @@ export class Pushdesk {
     const wasOpen = this.hello !== null && this.attempt === 0;
     this.attempt++;
     // After a few silent failures, ask over HTTP why: a 401 means the token
-    // is no good and retrying will not help.
+    // is no good and retrying will not help; no answer at all means the
+    // server is down (a restart), not that WebSocket is blocked, so those
+    // failures do not count towards falling back to SSE.
     if (this.attempt >= 2 && !wasOpen) {
       try {
         await this.api("GET", "/api/v1/me/unread");
@@ -223,6 +225,7 @@ export class Pushdesk {
           this.emit("auth", e);
           return;
         }
+        if (e.status === 0) this.wsFails = 0;
       }
     }
     if (this.stopped) return;
