@@ -69,7 +69,8 @@ type Config struct {
 	// agents arriving together share the backlog. Zero means 2s. Env
 	// PUSHDESK_CHAT_SETTLE.
 	Settle time.Duration
-	// Rate is how many lines a sender may send per 10 s. Zero means 20.
+	// Rate is how many lines a user may send per 10 s; an agent may send
+	// Rate × Capacity (Rate per conversation it may hold). Zero means 20.
 	// Env PUSHDESK_CHAT_RATE.
 	Rate int
 	// Tick is how often the background loop looks for expired graces,

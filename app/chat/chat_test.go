@@ -278,3 +278,34 @@ func TestSendWithMySQLDownIsUnavailable(t *testing.T) {
 		t.Fatal("Redis holds a conversation MySQL never stored")
 	}
 }
+
+// An agent answers many conversations: its line limit is the user's
+// per conversation it may hold (Rate × Capacity), a user's stays Rate.
+func TestAgentLineLimitScalesWithCapacity(t *testing.T) {
+	s, _, _ := newTestService(t, Config{Rate: 2, Capacity: 3, Settle: time.Millisecond})
+	ctx := context.Background()
+	agent, uid := ids.Add(1), ids.Add(1)
+	if err := s.AgentConnected(ctx, Sender{ID: agent, Agent: true, Name: "A"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	ack, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "u0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "u2"}); !errors.Is(err, ErrTooManyLines) {
+		t.Fatalf("user's 3rd line = %v, want ErrTooManyLines", err)
+	}
+	a := Sender{ID: agent, Agent: true, Name: "A"}
+	for i := range 6 {
+		if _, err := s.Send(ctx, a, nil, SendRequest{ConversationID: ack.ConversationID, Text: fmt.Sprint("a", i)}); err != nil {
+			t.Fatalf("agent's line %d = %v, want it stored (limit 2 × 3)", i+1, err)
+		}
+	}
+	if _, err := s.Send(ctx, a, nil, SendRequest{ConversationID: ack.ConversationID, Text: "a6"}); !errors.Is(err, ErrTooManyLines) {
+		t.Fatalf("agent's 7th line = %v, want ErrTooManyLines", err)
+	}
+}

@@ -95,7 +95,9 @@ func send(conn Conn, f ...hub.Frame) {
 	}
 }
 
-// limit counts a line against the sender's rate.
+// limit counts a line against the sender's rate: Rate lines per window
+// for a user, who has one conversation, and Rate per conversation it may
+// hold (Rate × Capacity) for an agent.
 func (s *Service) limit(ctx context.Context, who Sender) error {
 	w := s.clock.Now().UnixMilli() / rateWindow.Milliseconds()
 	k := s.k.rate(who.key(), w)
@@ -106,7 +108,11 @@ func (s *Service) limit(ctx context.Context, who Sender) error {
 	if err != nil {
 		return s.unavailable("rate", err)
 	}
-	if n > int64(s.cfg.Rate) {
+	most := int64(s.cfg.Rate)
+	if who.Agent {
+		most *= int64(s.cfg.Capacity)
+	}
+	if n > most {
 		return ErrTooManyLines
 	}
 	return nil
