@@ -75,7 +75,8 @@ type Config struct {
 	Rate int
 	// Tick is how often the background loop looks for expired graces,
 	// dead instances and waiting conversations (each tick costs Redis
-	// two or three commands). Zero means 2s.
+	// two or three commands); every third tick it also sends again the
+	// announcements whose push failed. Zero means 2s.
 	Tick time.Duration
 	// KeyPrefix prefixes every Redis key. Zero means DefaultKeyPrefix;
 	// it must contain a {hash tag}.
@@ -203,6 +204,7 @@ var (
 	sweepScript    = script("sweep")
 	reapScript     = script("reap")
 	restoreScript  = script("restore")
+	retellScript   = script("retell")
 )
 
 // run executes a chat script with the prefix and a fresh seed.

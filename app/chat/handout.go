@@ -65,7 +65,9 @@ func (s *Service) agentName(ctx context.Context, agent uint64) string {
 
 // announce tells users and agents about hand-outs: the user chat.assigned
 // or chat.queued, the agent chat.assigned (with the earlier lines when
-// history is set), the agent it left chat.transferred.
+// history is set), the agent it left chat.transferred. A hand-out whose
+// push to its user or agent failed is noted, and the loop announces it
+// again (retell).
 func (s *Service) announce(ctx context.Context, hs []handout, history bool) {
 	for _, h := range hs {
 		if h.joined {
@@ -73,16 +75,20 @@ func (s *Service) announce(ctx context.Context, hs []handout, history bool) {
 		}
 		opened := h.opened.UnixMilli()
 		if h.agent == 0 {
-			s.toUser(ctx, h.user, frame("chat.queued", queuedFrame{Type: "chat.queued", ConversationID: h.cid, Position: h.position, Since: opened}))
+			if !s.toUser(ctx, h.user, frame("chat.queued", queuedFrame{Type: "chat.queued", ConversationID: h.cid, Position: h.position, Since: opened})) {
+				s.tellLater(ctx, h.cid)
+			}
 			continue
 		}
 		ref := &AgentRef{ID: utoa(h.agent), Name: s.agentName(ctx, h.agent)}
-		s.toUser(ctx, h.user, frame("chat.assigned", assignedFrame{Type: "chat.assigned", ConversationID: h.cid, Status: "open", OpenedAt: opened, Agent: ref}))
+		told := s.toUser(ctx, h.user, frame("chat.assigned", assignedFrame{Type: "chat.assigned", ConversationID: h.cid, Status: "open", OpenedAt: opened, Agent: ref}))
 		frames := []hub.Frame{s.assignedToAgent(ctx, h.cid, h.user, opened)}
 		if history {
 			frames = append(frames, s.history(ctx, h.cid)...)
 		}
-		s.toAgent(ctx, h.agent, frames...)
+		if !s.toAgent(ctx, h.agent, frames...) || !told {
+			s.tellLater(ctx, h.cid)
+		}
 		s.sendStatus(ctx, h.agent)
 		if h.from != 0 {
 			s.toAgent(ctx, h.from, frame("chat.transferred", convFrame{Type: "chat.transferred", ConversationID: h.cid, ToAgent: utoa(h.agent)}))
@@ -117,16 +123,22 @@ func (s *Service) history(ctx context.Context, cid string) []hub.Frame {
 	return out
 }
 
-func (s *Service) toUser(ctx context.Context, uid uint64, frames ...hub.Frame) {
+// toUser pushes frames to every connection of uid; false when that failed.
+func (s *Service) toUser(ctx context.Context, uid uint64, frames ...hub.Frame) bool {
 	if err := s.push.PushToUser(ctx, uid, frames...); err != nil {
 		s.log.Warn("chat push to user", "user", uid, "err", err)
+		return false
 	}
+	return true
 }
 
-func (s *Service) toAgent(ctx context.Context, agent uint64, frames ...hub.Frame) {
+// toAgent pushes frames to every connection of agent; false when that failed.
+func (s *Service) toAgent(ctx context.Context, agent uint64, frames ...hub.Frame) bool {
 	if err := s.push.PushToUser(ctx, AgentKey(agent), frames...); err != nil {
 		s.log.Warn("chat push to agent", "agent", agent, "err", err)
+		return false
 	}
+	return true
 }
 
 // requeue tells every waiting user their position (after the queue

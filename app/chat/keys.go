@@ -22,6 +22,8 @@ import "time"
 //	insts          set of instances with agent connections
 //	nconv          number of live conversations
 //	built          set once the live state was rebuilt from MySQL
+//	rebuilding     the rebuild's lock
+//	tell           hash conversation → ms: announcements to send again
 //	lock:{u}       the per-user open lock (SET NX PX)
 //	rate:{s}:{w}   lines of sender s in 10-second window w
 //	fail:{k}       failed console logins of an email or address
@@ -33,6 +35,12 @@ const (
 	rateWindow    = 10 * time.Second // PUSHDESK_CHAT_RATE counts per window
 	loginFailTTL  = 15 * time.Minute
 	rebuildLockTT = 30 * time.Second
+	// orphanAge is how long a conversation that is not live may wait to
+	// become live: longer than any open takes.
+	orphanAge = time.Minute
+	// settleTimeout bounds what runs after a failure whose context may
+	// be spent: a re-read, an undo, noting an announcement to retry.
+	settleTimeout = 2 * time.Second
 )
 
 type keys struct{ p string }
@@ -50,6 +58,7 @@ func (k keys) inst(i string) string  { return k.p + "inst:" + i }
 func (k keys) nconv() string         { return k.p + "nconv" }
 func (k keys) built() string         { return k.p + "built" }
 func (k keys) rebuildLock() string   { return k.p + "rebuilding" }
+func (k keys) tell() string          { return k.p + "tell" }
 func (k keys) lock(u string) string  { return k.p + "lock:" + u }
 func (k keys) rate(s string, w int64) string {
 	return k.p + "rate:" + s + ":" + itoa(w)

@@ -57,6 +57,7 @@ func (s *Service) loop() {
 			if n%sweepEvery == 0 {
 				s.ensureState(ctx)
 				s.sweepDead(ctx)
+				s.retell(ctx)
 				s.gauges(ctx)
 			}
 			cancel()
