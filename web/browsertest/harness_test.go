@@ -441,7 +441,7 @@ func (p *page) wait(what, expr string) {
 
 func (p *page) screenshot(name string) {
 	p.tb.Helper()
-	b, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(90))
+	b, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.tb.Fatalf("%s: screenshot: %v", p.name, err)
 	}
