@@ -433,7 +433,9 @@ func (p *page) wait(what, expr string) {
 	p.tb.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 25*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+	// An element the page has not drawn yet throws: that is "not yet".
+	guarded := "(() => { try { return !!(" + expr + ") } catch { return false } })()"
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](guarded, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		html, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText.slice(0, 1500) : ''"))
 		p.tb.Fatalf("%s: waiting for %s (%s): %v\npage text:\n%s\nconsole:\n%s", p.name, what, expr, err, html, p.logs)
 	}
