@@ -97,10 +97,11 @@ func (r *ChatRepo) CreateConversation(ctx context.Context, c *Conversation) erro
 	return err
 }
 
-// DeleteConversation removes a conversation that never took a line (an
-// open that lost a race).
+// DeleteConversation removes a conversation that never took a line and
+// was never handed to an agent (an open that lost a race or failed).
 func (r *ChatRepo) DeleteConversation(ctx context.Context, id uint64) error {
-	_, err := r.DB.NewDelete().Model((*Conversation)(nil)).Where("id = ?", id).Where("last_line_id = 0").Exec(ctx)
+	_, err := r.DB.NewDelete().Model((*Conversation)(nil)).Where("id = ?", id).Where("last_line_id = 0").
+		Where("assigned_at IS NULL").Exec(ctx)
 	return err
 }
 
@@ -116,24 +117,74 @@ func (r *ChatRepo) GetConversation(ctx context.Context, id uint64) (*Conversatio
 
 // Assign records that agent holds conversation id since at, and why.
 func (r *ChatRepo) Assign(ctx context.Context, id, agent uint64, agentName, reason string, at time.Time) error {
-	return r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewUpdate().Model((*Conversation)(nil)).
+	_, err := r.assign(ctx, id, agent, agentName, reason, at, nil)
+	return err
+}
+
+// AssignIf is Assign done only while the row still has the status and
+// agent (nil: none) it was read with, so that a repair from an older
+// reading cannot undo a hand-out recorded meanwhile; when it no longer
+// has them nothing is written. It reports whether the row was changed.
+func (r *ChatRepo) AssignIf(ctx context.Context, id, agent uint64, agentName, reason string, at time.Time, wasStatus string, wasAgent *uint64) (bool, error) {
+	return r.assign(ctx, id, agent, agentName, reason, at, func(q *bun.UpdateQuery) *bun.UpdateQuery {
+		return whereAgent(q.Where("status = ?", wasStatus), wasAgent)
+	})
+}
+
+func (r *ChatRepo) assign(ctx context.Context, id, agent uint64, agentName, reason string, at time.Time, cond func(*bun.UpdateQuery) *bun.UpdateQuery) (bool, error) {
+	changed := false
+	err := r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		q := tx.NewUpdate().Model((*Conversation)(nil)).
 			Set("agent_id = ?", agent).Set("agent_name = ?", agentName).Set("status = ?", ConvOpen).
 			Set("assigned_at = COALESCE(assigned_at, ?)", at).Set("agent_read_id = 0").
-			Where("id = ?", id).Where("status <> ?", ConvClosed).Exec(ctx); err != nil {
+			Where("id = ?", id).Where("status <> ?", ConvClosed)
+		if cond != nil {
+			q = cond(q)
+		}
+		res, err := q.Exec(ctx)
+		if err != nil {
 			return err
 		}
-		_, err := tx.NewInsert().Model(&ChatHold{ConversationID: id, AgentID: agent, Reason: reason, At: at}).Ignore().Exec(ctx)
+		n, _ := res.RowsAffected()
+		if changed = n > 0; !changed && cond != nil {
+			return nil // changed meanwhile: the newer hand-out stands
+		}
+		_, err = tx.NewInsert().Model(&ChatHold{ConversationID: id, AgentID: agent, Reason: reason, At: at}).Ignore().Exec(ctx)
 		return err
 	})
+	return changed, err
+}
+
+func whereAgent(q *bun.UpdateQuery, agent *uint64) *bun.UpdateQuery {
+	if agent == nil {
+		return q.Where("agent_id IS NULL")
+	}
+	return q.Where("agent_id = ?", *agent)
 }
 
 // Unassign puts conversation id back into the waiting pool.
 func (r *ChatRepo) Unassign(ctx context.Context, id uint64) error {
-	_, err := r.DB.NewUpdate().Model((*Conversation)(nil)).
-		Set("agent_id = NULL").Set("agent_name = ''").Set("status = ?", ConvWaiting).
-		Where("id = ?", id).Where("status <> ?", ConvClosed).Exec(ctx)
+	_, err := r.unassign(ctx, id, func(q *bun.UpdateQuery) *bun.UpdateQuery { return q })
 	return err
+}
+
+// UnassignIf is Unassign done only while the row is still open and held
+// by wasAgent (see AssignIf). It reports whether the row was changed.
+func (r *ChatRepo) UnassignIf(ctx context.Context, id uint64, wasAgent *uint64) (bool, error) {
+	return r.unassign(ctx, id, func(q *bun.UpdateQuery) *bun.UpdateQuery {
+		return whereAgent(q.Where("status = ?", ConvOpen), wasAgent)
+	})
+}
+
+func (r *ChatRepo) unassign(ctx context.Context, id uint64, cond func(*bun.UpdateQuery) *bun.UpdateQuery) (bool, error) {
+	res, err := cond(r.DB.NewUpdate().Model((*Conversation)(nil)).
+		Set("agent_id = NULL").Set("agent_name = ''").Set("status = ?", ConvWaiting).
+		Where("id = ?", id).Where("status <> ?", ConvClosed)).Exec(ctx)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // Close marks conversation id closed at at.

@@ -72,7 +72,8 @@ func (s *Service) Transfer(ctx context.Context, who Sender, cid, to string) erro
 	if err != nil {
 		return err
 	}
-	res, err := s.run(ctx, transferScript, cid, utoa(who.ID), to).AsStrSlice()
+	now := s.clock.Now()
+	res, err := s.run(ctx, transferScript, cid, utoa(who.ID), to, itoa(now.UnixMilli())).AsStrSlice()
 	if err != nil || len(res) == 0 {
 		return s.unavailable("transfer", err)
 	}
@@ -84,11 +85,8 @@ func (s *Service) Transfer(ctx context.Context, who Sender, cid, to string) erro
 	case "offline":
 		return ErrTargetOffline
 	}
-	h := handout{cid: cid, user: c.user, agent: target, from: who.ID, reason: ReasonTransfer}
-	h.opened = timeMS(c.opened)
-	if err := s.persist(ctx, &h); err != nil {
-		return err
-	}
+	h := handout{cid: cid, user: c.user, agent: target, from: who.ID, reason: ReasonTransfer, opened: timeMS(c.opened), at: now}
+	s.record(ctx, &h)
 	s.announce(ctx, []handout{h}, true)
 	return nil
 }

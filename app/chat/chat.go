@@ -76,7 +76,8 @@ type Config struct {
 	// Tick is how often the background loop looks for expired graces,
 	// dead instances and waiting conversations (each tick costs Redis
 	// two or three commands); every third tick it also sends again the
-	// announcements whose push failed. Zero means 2s.
+	// announcements whose push failed, and every 15th one instance
+	// repairs MySQL from Redis. Zero means 2s.
 	Tick time.Duration
 	// KeyPrefix prefixes every Redis key. Zero means DefaultKeyPrefix;
 	// it must contain a {hash tag}.
@@ -204,6 +205,7 @@ var (
 	sweepScript    = script("sweep")
 	reapScript     = script("reap")
 	restoreScript  = script("restore")
+	stateScript    = script("state")
 	retellScript   = script("retell")
 )
 

@@ -7,7 +7,8 @@
 // who waits, which agents are connected — is in Redis, changed only by the
 // scripts in lua/, each one atomic, so several instances assign without
 // racing. MySQL holds what must outlast Redis: conversations, lines, the
-// hand-out log; Redis's state is rebuilt from it when lost.
+// hand-out log; Redis's state is rebuilt from it when lost, and rows a
+// failed write left wrong are repaired from Redis (repair.go).
 //
 // It must not touch connections or other Redis keys itself: frames go out
 // through the Pusher it is given (the per-user delivery and cross-instance

@@ -2,18 +2,50 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/models"
 )
 
-// These tests break one dependency at a time on real servers and check
-// that what Redis says (the live truth) and what clients were told still
-// agree, or are made to agree by the loop.
+// These tests break one dependency at a time — a MySQL table, one
+// push — on real servers, and check that what Redis
+// says (the live truth), what MySQL says and what clients were told
+// still agree, or are made to agree by the loop.
+
+// newBrokenDB returns a database of the test's own holding the chat
+// tables, for tests that break MySQL; it is dropped after.
+func newBrokenDB(tb testing.TB) *models.ChatRepo {
+	tb.Helper()
+	ctx := context.Background()
+	cfg, err := mysql.ParseDSN(envOr("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	main := fmt.Sprintf("pushdesk_chat_test_%d", os.Getpid())
+	cfg.DBName = fmt.Sprintf("%s_%d", main, ids.Add(1)%1e6)
+	db, err := models.Open(ctx, cfg.FormatDSN(), 4)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		db.ExecContext(ctx, "DROP DATABASE `"+cfg.DBName+"`")
+		db.Close()
+	})
+	for _, t := range []string{"chat_conversations", "chat_lines", "chat_holds", "chat_agents"} {
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE `%s` LIKE `%s`.`%s`", t, main, t)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return &models.ChatRepo{DB: db}
+}
 
 // failingPusher fails the next fails pushes to uid (the rest are
 // recorded).
@@ -54,6 +86,176 @@ func connectAgent(tb testing.TB, s *Service, agent uint64) {
 		tb.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond) // past the settle window
+}
+
+// MySQL failing to record an assignment does not undo it (Redis has
+// it): the send goes through, both sides are told, and the loop's repair
+// records it later, once, with its own reason.
+func TestFailedRecordOfAnAssignmentIsRepaired(t *testing.T) {
+	repo := newBrokenDB(t)
+	s, rec := newServiceWith(t, Config{Settle: time.Millisecond}, func(p *Params) { p.Repo = repo })
+	ctx := context.Background()
+	agent, uid := ids.Add(1), ids.Add(1)
+	connectAgent(t, s, agent)
+	if _, err := repo.DB.ExecContext(ctx, "RENAME TABLE chat_holds TO chat_holds_away"); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "help", ClientMsgID: "rec-1"})
+	if err != nil {
+		t.Fatalf("Send while assignments cannot be recorded = %v, want the line stored", err)
+	}
+	if got := rec.types(AgentKey(agent)); !slices.Contains(got, "chat.assigned") {
+		t.Fatalf("agent got %v, want chat.assigned", got)
+	}
+	cid := parseU(ack.ConversationID)
+	if c, err := repo.GetConversation(ctx, cid); err != nil || c.Status != models.ConvWaiting {
+		t.Fatalf("MySQL row = %+v, %v; want it still waiting (the record failed)", c, err)
+	}
+	if _, err := repo.DB.ExecContext(ctx, "RENAME TABLE chat_holds_away TO chat_holds"); err != nil {
+		t.Fatal(err)
+	}
+	testRC.Do(ctx, testRC.B().Set().Key(s.k.built()).Value("1").Build())
+	s.reconcile(ctx)
+	if c, _ := repo.GetConversation(ctx, cid); c.Status != models.ConvWaiting {
+		t.Fatalf("MySQL row = %+v; want a hand-out this young left to its own record", c)
+	}
+	s.clock.(*offsetClock).off.Store(int64(2 * recordAge))
+	s.reconcile(ctx)
+	s.reconcile(ctx) // twice: nothing more
+	c, err := repo.GetConversation(ctx, cid)
+	if err != nil || c.Status != models.ConvOpen || c.AgentID == nil || *c.AgentID != agent {
+		t.Fatalf("MySQL row after the repair = %+v, %v; want open, held by %d", c, err, agent)
+	}
+	var reasons []string
+	if err := repo.DB.NewSelect().Table("chat_holds").Column("reason").Where("conversation_id = ?", cid).Scan(ctx, &reasons); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(reasons, []string{ReasonLeastLoaded}) {
+		t.Fatalf("holds = %v, want one %s", reasons, ReasonLeastLoaded)
+	}
+}
+
+// Every disagreement the repair meets, against a row of each kind.
+func TestRepairMakesMySQLSayWhatRedisSays(t *testing.T) {
+	repo := newBrokenDB(t)
+	s, rec := newServiceWith(t, Config{Settle: time.Millisecond}, func(p *Params) { p.Repo = repo })
+	ctx := context.Background()
+	agent := ids.Add(1)
+	connectAgent(t, s, agent)
+	old := time.Now().Add(-2 * orphanAge)
+	row := func(status string, agent *uint64, line uint64) uint64 {
+		c := &models.Conversation{ID: ids.Add(1), UserID: ids.Add(1), Status: status, AgentID: agent, OpenedAt: old, LastMsgAt: old, LastLineID: line}
+		if err := repo.CreateConversation(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c.ID
+	}
+	orphan := row(models.ConvWaiting, nil, 0)   // an open that never went live
+	closed := row(models.ConvOpen, &agent, 7)   // closed in Redis, not in MySQL
+	young := row(models.ConvWaiting, nil, 0)    // an open under way
+	requeued := row(models.ConvOpen, &agent, 0) // back to waiting in Redis
+	handed := row(models.ConvWaiting, nil, 0)   // handed out in Redis
+	if _, err := repo.DB.NewUpdate().Table("chat_conversations").Set("opened_at = ?", time.Now()).Where("id = ?", young).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live := func(cid uint64, kv ...string) {
+		if err := testRC.Do(ctx, testRC.B().Hset().Key(s.k.conv(utoa(cid))).FieldValue().FieldValue("user", "1").
+			FieldValue("opened", itoa(old.UnixMilli())).FieldValue(kv[0], kv[1]).FieldValue(kv[2], kv[3]).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live(requeued, "status", "waiting", "agent", "")
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	live(handed, "status", "open", "agent", utoa(agent))
+	testRC.Do(ctx, testRC.B().Hset().Key(s.k.conv(utoa(handed))).FieldValue().FieldValue("reason", ReasonBacklog).FieldValue("at", itoa(at.UnixMilli())).Build())
+	testRC.Do(ctx, testRC.B().Hdel().Key(s.k.conv(utoa(requeued))).Field("agent").Build())
+	testRC.Do(ctx, testRC.B().Set().Key(s.k.built()).Value("1").Build())
+	s.reconcile(ctx)
+	for _, tc := range []struct {
+		name   string
+		cid    uint64
+		status string // "" for no row
+	}{{"orphan", orphan, ""}, {"closed", closed, models.ConvClosed}, {"young", young, models.ConvWaiting},
+		{"requeued", requeued, models.ConvWaiting}, {"handed", handed, models.ConvOpen}} {
+		c, err := repo.GetConversation(ctx, tc.cid)
+		got := ""
+		if err == nil {
+			got = c.Status
+		} else if !errors.Is(err, models.ErrNoConversation) {
+			t.Fatal(err)
+		}
+		if got != tc.status {
+			t.Errorf("%s: MySQL status %q, want %q", tc.name, got, tc.status)
+		}
+	}
+	var hold models.ChatHold
+	if err := repo.DB.NewSelect().Model(&hold).Where("conversation_id = ?", handed).Scan(ctx); err != nil ||
+		hold.AgentID != agent || hold.Reason != ReasonBacklog || !hold.At.Equal(at) {
+		t.Errorf("hold of the repaired hand-out = %+v, %v; want agent %d, %s at %v", hold, err, agent, ReasonBacklog, at)
+	}
+	// What the repair found without its frames is announced again.
+	s.retell(ctx)
+	if got := rec.types(AgentKey(agent)); !slices.Contains(got, "chat.assigned") || !slices.Contains(got, "chat.closed") {
+		t.Errorf("agent got %v, want chat.assigned (handed) and chat.closed (closed)", got)
+	}
+}
+
+// A fresh open whose line MySQL fails to store: no ack, a 503, and the
+// conversation is in Redis and in MySQL alike (announced, so the retry
+// that joins it is not the first news); the retry stores the line.
+func TestOpenWhoseLineFailsIsNotAcked(t *testing.T) {
+	repo := newBrokenDB(t)
+	s, rec := newServiceWith(t, Config{}, func(p *Params) { p.Repo = repo })
+	ctx := context.Background()
+	uid := ids.Add(1)
+	if _, err := repo.DB.ExecContext(ctx, "RENAME TABLE chat_lines TO chat_lines_away"); err != nil {
+		t.Fatal(err)
+	}
+	conn := &connRecorder{}
+	// (No client_msg_id: its look-up would fail before the open.)
+	_, err := s.Send(ctx, Sender{ID: uid}, conn, SendRequest{Text: "lost?"})
+	if e, ok := AsError(err); !ok || e.Code != 503 {
+		t.Fatalf("Send = %v, want a 503", err)
+	}
+	if got := conn.types(); len(got) != 0 {
+		t.Fatalf("the connection got %v, want no ack", got)
+	}
+	cur, _ := testRC.Do(ctx, testRC.B().Get().Key(s.k.user(utoa(uid))).Build()).ToString()
+	if c, err := repo.GetConversation(ctx, parseU(cur)); cur == "" || err != nil || c.Status != models.ConvWaiting {
+		t.Fatalf("Redis has %q, MySQL %+v (%v); want the same waiting conversation in both", cur, c, err)
+	}
+	if got := rec.types(uid); !slices.Equal(got, []string{"chat.queued"}) {
+		t.Fatalf("user got %v, want chat.queued", got)
+	}
+	if _, err := repo.DB.ExecContext(ctx, "RENAME TABLE chat_lines_away TO chat_lines"); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := s.Send(ctx, Sender{ID: uid}, conn, SendRequest{Text: "lost?", ClientMsgID: "f-1"})
+	if err != nil || ack.ConversationID != cur {
+		t.Fatalf("retry = %+v, %v; want it stored into %s", ack, err, cur)
+	}
+}
+
+type connRecorder struct {
+	mu     sync.Mutex
+	frames []hub.Frame
+}
+
+func (c *connRecorder) Send(f ...hub.Frame) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frames = append(c.frames, f...)
+	return true
+}
+
+func (c *connRecorder) types() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, f := range c.frames {
+		out = append(out, f.Type)
+	}
+	return out
 }
 
 // The push of a hand-out to its agent fails (the user was told): the

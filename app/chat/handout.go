@@ -17,6 +17,9 @@ const (
 	ReasonBacklog     = "backlog"
 	ReasonTransfer    = "transfer"
 	ReasonReassign    = "reassign"
+	// ReasonRepair is a hand-out the loop's repair found in Redis without
+	// a reason of its own (state from before reasons were kept there).
+	ReasonRepair = "repair"
 )
 
 // handout is one conversation's new place: an agent, or the queue.
@@ -28,25 +31,15 @@ type handout struct {
 	reason   string // a Reason…, or "queued"
 	position int
 	opened   time.Time
-	joined   bool // an open that found the user's conversation already there
+	at       time.Time // when Redis handed it out (the script's now)
+	joined   bool      // an open that found the user's conversation already there
 }
 
-// persist records an assignment in MySQL. Redis already has it; the
-// write is retried a few times, since the console's lists read MySQL.
-func (s *Service) persist(ctx context.Context, h *handout) error {
-	name := s.agentName(ctx, h.agent)
-	var err error
-	for attempt := range 3 {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-		}
-		if err = s.repo.Assign(ctx, parseU(h.cid), h.agent, name, h.reason, s.clock.Now().UTC()); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return s.unavailable("record assignment", err)
-	}
+// record logs and counts a hand-out and writes it to MySQL. Redis already
+// has it, so the hand-out stands (and is announced) whether the write
+// succeeds or not: it is tried a few times, and a row still wrong is made
+// to say what Redis says by the loop's repair.
+func (s *Service) record(ctx context.Context, h *handout) {
 	s.m.assignments.WithLabelValues(h.reason).Inc()
 	if h.reason == ReasonReassign {
 		s.m.reassigned.Inc()
@@ -55,7 +48,20 @@ func (s *Service) persist(ctx context.Context, h *handout) error {
 		s.m.wait.Observe(s.clock.Now().Sub(h.opened).Seconds())
 	}
 	s.log.Info("chat hand-out", "conversation", h.cid, "user", h.user, "agent", h.agent, "reason", h.reason, "from", h.from)
-	return nil
+	if h.at.UnixMilli() <= 0 {
+		h.at = s.clock.Now()
+	}
+	name := s.agentName(ctx, h.agent)
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		if err = s.repo.Assign(ctx, parseU(h.cid), h.agent, name, h.reason, h.at.UTC()); err == nil {
+			return
+		}
+	}
+	s.log.Error("chat: hand-out not recorded in MySQL; the loop's repair will", "conversation", h.cid, "agent", h.agent, "err", err)
 }
 
 func (s *Service) agentName(ctx context.Context, agent uint64) string {

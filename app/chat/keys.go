@@ -14,7 +14,9 @@ import "time"
 //	agent:{a}      hash name, status (online|away)
 //	aconn:{a}      hash instance → the agent's connections there
 //	held:{a}       set of conversations agent a holds
-//	conv:{c}       hash user, agent, status, opened (ms), for live ones
+//	conv:{c}       hash user, agent, status, opened (ms), and reason and at
+//	               (ms) of its last hand-out (or return to waiting), for
+//	               live ones
 //	user:{u}       the user's live conversation
 //	last:{u}       the user's previous agent (sticky), 30 days
 //	settle         ms until which hand-outs wait for more agents
@@ -24,6 +26,8 @@ import "time"
 //	built          set once the live state was rebuilt from MySQL
 //	rebuilding     the rebuild's lock
 //	tell           hash conversation → ms: announcements to send again
+//	repairing      held for a period by the instance whose turn it is to
+//	               repair MySQL
 //	lock:{u}       the per-user open lock (SET NX PX)
 //	rate:{s}:{w}   lines of sender s in 10-second window w
 //	fail:{k}       failed console logins of an email or address
@@ -35,9 +39,14 @@ const (
 	rateWindow    = 10 * time.Second // PUSHDESK_CHAT_RATE counts per window
 	loginFailTTL  = 15 * time.Minute
 	rebuildLockTT = 30 * time.Second
-	// orphanAge is how long a conversation that is not live may wait to
-	// become live: longer than any open takes.
+	// orphanAge is how old a conversation MySQL has as waiting or open
+	// must be before the repair acts on Redis not having it: longer than
+	// any open takes, so that an open still under way is left alone.
 	orphanAge = time.Minute
+	// recordAge is how old a hand-out must be before the repair records
+	// it: older than the recording after it takes, so that the repair
+	// does not race a record still under way.
+	recordAge = 10 * time.Second
 	// settleTimeout bounds what runs after a failure whose context may
 	// be spent: a re-read, an undo, noting an announcement to retry.
 	settleTimeout = 2 * time.Second
@@ -59,6 +68,7 @@ func (k keys) nconv() string         { return k.p + "nconv" }
 func (k keys) built() string         { return k.p + "built" }
 func (k keys) rebuildLock() string   { return k.p + "rebuilding" }
 func (k keys) tell() string          { return k.p + "tell" }
+func (k keys) repairLock() string    { return k.p + "repairing" }
 func (k keys) lock(u string) string  { return k.p + "lock:" + u }
 func (k keys) rate(s string, w int64) string {
 	return k.p + "rate:" + s + ":" + itoa(w)

@@ -60,6 +60,9 @@ func (s *Service) loop() {
 				s.retell(ctx)
 				s.gauges(ctx)
 			}
+			if n%repairTicks == repairTicks-1 {
+				s.repair(ctx)
+			}
 			cancel()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -92,10 +95,9 @@ func (s *Service) distribute(ctx context.Context) time.Duration {
 		if err != nil || !ok {
 			continue
 		}
-		h := handout{cid: res[i], user: c.user, agent: parseU(res[i+1]), reason: ReasonBacklog, opened: timeMS(c.opened)}
-		if s.persist(ctx, &h) == nil {
-			hs = append(hs, h)
-		}
+		h := handout{cid: res[i], user: c.user, agent: parseU(res[i+1]), reason: ReasonBacklog, opened: timeMS(c.opened), at: timeMS(c.at)}
+		s.record(ctx, &h)
+		hs = append(hs, h)
 	}
 	if len(hs) > 0 {
 		s.announce(ctx, hs, true)
@@ -118,18 +120,17 @@ func (s *Service) reap(ctx context.Context) {
 		if err != nil || !ok {
 			continue
 		}
-		h := handout{cid: res[i], user: c.user, agent: parseU(res[i+2]), from: parseU(res[i+1]), reason: ReasonReassign, opened: timeMS(c.opened)}
+		h := handout{cid: res[i], user: c.user, agent: parseU(res[i+2]), from: parseU(res[i+1]), reason: ReasonReassign, opened: timeMS(c.opened), at: timeMS(c.at)}
 		if h.agent == 0 {
 			queued = true
 			s.log.Info("chat back to waiting", "conversation", h.cid, "from", h.from)
 			if err := s.repo.Unassign(ctx, c.id); err != nil {
-				s.log.Error("chat: unassign not recorded", "conversation", h.cid, "err", err)
+				s.log.Error("chat: unassign not recorded; the loop's repair will", "conversation", h.cid, "err", err)
 			}
 			continue
 		}
-		if s.persist(ctx, &h) == nil {
-			hs = append(hs, h)
-		}
+		s.record(ctx, &h)
+		hs = append(hs, h)
 	}
 	s.announce(ctx, hs, true)
 	if queued {

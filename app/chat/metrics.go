@@ -8,6 +8,7 @@ type metrics struct {
 	assignments   *prometheus.CounterVec
 	reassigned    prometheus.Counter
 	lines         *prometheus.CounterVec
+	repairs       *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -19,9 +20,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_assignments_total", Help: "Conversations handed to an agent, by reason."}, []string{"reason"}),
 		reassigned:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_chat_reassignments_total", Help: "Conversations moved off an agent whose grace ran out."}),
 		lines:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_lines_total", Help: "Chat lines stored, by sender."}, []string{"from"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_repairs_total",
+			Help: "MySQL rows made to agree with Redis after a failed write, by repair (assign, unassign, close, drop)."}, []string{"repair"}),
 	}
 	if r != nil {
-		r.MustRegister(m.waiting, m.live, m.wait, m.assignments, m.reassigned, m.lines)
+		r.MustRegister(m.waiting, m.live, m.wait, m.assignments, m.reassigned, m.lines, m.repairs)
 	}
 	return m
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/pushdesk/pushdesk/app/hub"
@@ -171,54 +170,6 @@ func (s *Service) userSend(ctx context.Context, who Sender, conn Conn, req SendR
 	return ack, nil
 }
 
-// open starts a conversation for who under the per-user lock: a second
-// open racing it gets ErrAssignLocked.
-func (s *Service) open(ctx context.Context, who Sender) (*handout, error) {
-	uid := utoa(who.ID)
-	token := utoa(s.newID())
-	err := s.rc.Do(ctx, s.rc.B().Set().Key(s.k.lock(uid)).Value(token).Nx().Px(openLockTTL).Build()).Error()
-	if rueidis.IsRedisNil(err) {
-		return nil, ErrAssignLocked
-	}
-	if err != nil {
-		return nil, s.unavailable("open lock", err)
-	}
-	defer s.unlock(uid, token)
-	now := s.clock.Now()
-	c := &models.Conversation{ID: s.newID(), UserID: who.ID, Status: models.ConvWaiting, OpenedAt: now, LastMsgAt: now}
-	if err := s.repo.CreateConversation(ctx, c); err != nil {
-		return nil, s.unavailable("create conversation", err)
-	}
-	cid := utoa(c.ID)
-	res, err := s.run(ctx, openScript, cid, uid, itoa(now.UnixMilli()), itoa(int64(s.cfg.Capacity))).AsStrSlice()
-	if err != nil || len(res) != 2 {
-		_ = s.repo.DeleteConversation(context.WithoutCancel(ctx), c.ID)
-		return nil, s.unavailable("open", err)
-	}
-	if res[0] == "exists" { // the lock expired under a slow open: join theirs
-		_ = s.repo.DeleteConversation(ctx, c.ID)
-		return &handout{cid: res[1], user: who.ID, joined: true}, nil
-	}
-	h := handout{cid: cid, user: who.ID, opened: now, reason: res[0]}
-	if res[0] == "queued" {
-		h.position = int(parseU(res[1]))
-		return &h, nil
-	}
-	h.agent = parseU(res[1])
-	if err := s.persist(ctx, &h); err != nil {
-		return nil, err
-	}
-	return &h, nil
-}
-
-var unlockScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
-
-func (s *Service) unlock(uid, token string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	unlockScript.Exec(ctx, s.rc, []string{s.k.lock(uid)}, []string{token})
-}
-
 // store writes a line of who into conversation cid.
 func (s *Service) store(ctx context.Context, who Sender, cid uint64, req SendRequest) (*models.ChatLine, bool, error) {
 	l := &models.ChatLine{ID: s.newID(), ConversationID: cid, Sender: senderOf(who), SenderID: who.ID,
@@ -276,6 +227,8 @@ type liveConv struct {
 	id, user, agent uint64
 	status          string
 	opened          int64
+	reason          string // of its last hand-out
+	at              int64  // ms of its last hand-out
 }
 
 // live reads conversation cid from Redis; ok is false when it is not live.
@@ -287,7 +240,8 @@ func (s *Service) live(ctx context.Context, cid string) (c liveConv, ok bool, er
 	if m["user"] == "" {
 		return c, false, nil
 	}
-	c = liveConv{id: parseU(cid), user: parseU(m["user"]), agent: parseU(m["agent"]), status: m["status"], opened: int64(parseU(m["opened"]))}
+	c = liveConv{id: parseU(cid), user: parseU(m["user"]), agent: parseU(m["agent"]), status: m["status"], opened: int64(parseU(m["opened"])),
+		reason: m["reason"], at: int64(parseU(m["at"]))}
 	return c, true, nil
 }
 

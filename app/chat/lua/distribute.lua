@@ -9,7 +9,7 @@ local out = {'ok'}
 for _, cid in ipairs(redis.call('ZRANGE', KEYS[1], 0, most - 1)) do
   local a = pick(cap, nil)
   if not a then break end
-  give(cid, a)
+  give(cid, a, 'backlog', ARGV[3])
   out[#out + 1] = cid
   out[#out + 1] = a
 end

@@ -32,12 +32,14 @@ local function pick(cap, except)
   end
 end
 
--- give hands conversation cid to agent.
-local function give(cid, agent)
+-- give hands conversation cid to agent at now (ms), for reason (a
+-- chat_holds reason): both are kept, so that a hand-out MySQL failed to
+-- record can be recorded later just as it happened.
+local function give(cid, agent, reason, now)
   local k = P .. 'conv:' .. cid
   redis.call('SADD', P .. 'held:' .. agent, cid)
   sync_load(agent)
-  redis.call('HSET', k, 'agent', agent, 'status', 'open')
+  redis.call('HSET', k, 'agent', agent, 'status', 'open', 'reason', reason, 'at', now)
   redis.call('ZREM', P .. 'waiting', cid)
   local uid = redis.call('HGET', k, 'user')
   if uid then redis.call('SET', P .. 'last:' .. uid, agent, 'EX', 2592000) end

@@ -11,14 +11,14 @@ local prev = redis.call('GET', P .. 'last:' .. uid)
 if prev then
   local s = redis.call('ZSCORE', P .. 'avail', prev)
   if s and tonumber(s) < cap then
-    give(cid, prev)
+    give(cid, prev, 'sticky', ARGV[5])
     return {'sticky', prev}
   end
 end
 if redis.call('ZCARD', KEYS[1]) == 0 and not settling(now) then
   local a = pick(cap, nil)
   if a then
-    give(cid, a)
+    give(cid, a, 'least_loaded', ARGV[5])
     return {'least_loaded', a}
   end
 end

@@ -12,11 +12,11 @@ for _, a in ipairs(redis.call('ZRANGEBYSCORE', P .. 'gone', '-inf', now - grace)
       local b = pick(cap, a)
       local k = P .. 'conv:' .. cid
       if b then
-        give(cid, b)
+        give(cid, b, 'reassign', ARGV[3])
       else
         b = ''
-        redis.call('HSET', k, 'status', 'waiting')
-        redis.call('HDEL', k, 'agent')
+        redis.call('HSET', k, 'status', 'waiting', 'at', now)
+        redis.call('HDEL', k, 'agent', 'reason')
         redis.call('ZADD', KEYS[1], redis.call('HGET', k, 'opened') or now, cid)
       end
       out[#out + 1] = cid
