@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/pushdesk/pushdesk/models"
 )
@@ -34,7 +35,14 @@ func (s *Service) Close(ctx context.Context, who Sender, cid string) error {
 	}
 	res, err := s.run(ctx, closeScript, cid).AsStrSlice()
 	if err != nil {
-		return s.unavailable("close", err)
+		// The answer may be what was lost: closed is closed.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		if _, still, rerr := s.live(ctx, cid); rerr != nil || still {
+			return s.unavailable("close", err)
+		}
+		res = []string{utoa(c.user)}
 	}
 	if len(res) == 0 {
 		return ErrClosed // closed meanwhile
@@ -75,7 +83,15 @@ func (s *Service) Transfer(ctx context.Context, who Sender, cid, to string) erro
 	now := s.clock.Now()
 	res, err := s.run(ctx, transferScript, cid, utoa(who.ID), to, itoa(now.UnixMilli())).AsStrSlice()
 	if err != nil || len(res) == 0 {
-		return s.unavailable("transfer", err)
+		// The answer may be what was lost: moved to target is moved.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		now2, ok := s.transferred(ctx, cid, target)
+		if !ok {
+			return s.unavailable("transfer", err)
+		}
+		now, res = now2, []string{"ok"}
 	}
 	switch res[0] {
 	case "gone":
@@ -89,6 +105,16 @@ func (s *Service) Transfer(ctx context.Context, who Sender, cid, to string) erro
 	s.record(ctx, &h)
 	s.announce(ctx, []handout{h}, true)
 	return nil
+}
+
+// transferred reports whether conversation cid was just transferred to
+// target, and when: what a transfer whose answer was lost did.
+func (s *Service) transferred(ctx context.Context, cid string, target uint64) (time.Time, bool) {
+	c, ok, err := s.live(ctx, cid)
+	if err != nil || !ok || c.agent != target || c.reason != ReasonTransfer || c.at == 0 {
+		return time.Time{}, false
+	}
+	return timeMS(c.at), true
 }
 
 // Read clears the agent's unread badge of conversation cid.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,6 +150,7 @@ type Service struct {
 	k        keys
 
 	kick     chan struct{}
+	lost     atomic.Int64 // ms a script's answer was lost: reconcile soon
 	mu       sync.Mutex
 	local    map[uint64]localAgent // this instance's agent connections
 	stop     chan struct{}

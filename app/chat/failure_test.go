@@ -2,6 +2,8 @@ package chat
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,10 +15,11 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/models"
+	"github.com/redis/rueidis"
 )
 
-// These tests break one dependency at a time — a MySQL table, one
-// push — on real servers, and check that what Redis
+// These tests break one dependency at a time — a MySQL table, the answer
+// of one script, one push — on real servers, and check that what Redis
 // says (the live truth), what MySQL says and what clients were told
 // still agree, or are made to agree by the loop.
 
@@ -45,6 +48,51 @@ func newBrokenDB(tb testing.TB) *models.ChatRepo {
 		}
 	}
 	return &models.ChatRepo{DB: db}
+}
+
+// lossyRedis is the real Redis, but for the answers of one script:
+// "lost" runs it and answers a timeout, "never" answers a timeout
+// without running it, "refused" has Redis answer an error instead.
+type lossyRedis struct {
+	rueidis.Client
+	sha string
+	mu  sync.Mutex
+	how string
+}
+
+func scriptSHA(name string) string {
+	lib, _ := luaFS.ReadFile("lua/lib.lua")
+	src, _ := luaFS.ReadFile("lua/" + name + ".lua")
+	sum := sha1.Sum([]byte(string(lib) + "\n" + string(src)))
+	return hex.EncodeToString(sum[:])
+}
+
+func (c *lossyRedis) set(how string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.how = how
+}
+
+func (c *lossyRedis) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	args := cmd.Commands()
+	ours := len(args) > 1 && ((args[0] == "EVALSHA" && args[1] == c.sha) ||
+		(args[0] == "EVAL" && fmt.Sprintf("%x", sha1.Sum([]byte(args[1]))) == c.sha))
+	c.mu.Lock()
+	how := c.how
+	c.mu.Unlock()
+	if !ours || how == "" {
+		return c.Client.Do(ctx, cmd)
+	}
+	switch how {
+	case "lost":
+		res := c.Client.Do(ctx, cmd)
+		if e, ok := rueidis.IsRedisErr(res.Error()); ok && e.IsNoScript() {
+			return res // not run: Exec sends the script itself next
+		}
+	case "refused":
+		return c.Client.Do(ctx, c.Client.B().Eval().Script("return redis.error_reply('ERR refused by the test')").Numkeys(0).Build())
+	}
+	return rueidis.NewErrorResult(context.DeadlineExceeded)
 }
 
 // failingPusher fails the next fails pushes to uid (the rest are
@@ -86,6 +134,80 @@ func connectAgent(tb testing.TB, s *Service, agent uint64) {
 		tb.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond) // past the settle window
+}
+
+// open.lua runs but its answer is lost to a timeout: the conversation
+// Redis now has keeps its MySQL row, and the send goes on from what
+// Redis says. Before, the row was deleted and the conversation lived in
+// Redis alone.
+func TestOpenWhoseAnswerIsLostGoesOn(t *testing.T) {
+	rc := &lossyRedis{Client: testRC, sha: scriptSHA("open")}
+	s, rec := newServiceWith(t, Config{Settle: time.Millisecond}, func(p *Params) { p.Redis = rc })
+	ctx := context.Background()
+	agent, uid := ids.Add(1), ids.Add(1)
+	connectAgent(t, s, agent)
+	rc.set("lost")
+	ack, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "hello", ClientMsgID: "lost-1"})
+	rc.set("")
+	if err != nil {
+		t.Fatalf("Send with open's answer lost = %v, want the line stored", err)
+	}
+	cur, _ := testRC.Do(ctx, testRC.B().Get().Key(s.k.user(utoa(uid))).Build()).ToString()
+	if cur != ack.ConversationID {
+		t.Fatalf("Redis has conversation %q, the ack %q", cur, ack.ConversationID)
+	}
+	c, err := testRepo.GetConversation(ctx, parseU(cur))
+	if err != nil {
+		t.Fatalf("MySQL row of the live conversation: %v", err)
+	}
+	if c.Status != models.ConvOpen || c.AgentID == nil || *c.AgentID != agent || c.LastLineID == 0 {
+		t.Fatalf("MySQL row = %+v, want open, held by %d, with the line", c, agent)
+	}
+	if got := rec.types(uid); !slices.Contains(got, "chat.assigned") {
+		t.Fatalf("user got %v, want chat.assigned", got)
+	}
+	if got := rec.types(AgentKey(agent)); !slices.Contains(got, "chat.assigned") {
+		t.Fatalf("agent got %v, want chat.assigned", got)
+	}
+}
+
+// A refusal Redis answered means open.lua never ran: the row goes, and
+// nothing is left anywhere. A timeout before it ran leaves the row
+// (the script might still run), which the loop's repair drops later.
+func TestOpenThatNeverRanLeavesNothingForLong(t *testing.T) {
+	for _, how := range []string{"refused", "never"} {
+		t.Run(how, func(t *testing.T) {
+			rc := &lossyRedis{Client: testRC, sha: scriptSHA("open")}
+			repo := newBrokenDB(t) // the repair below sees only this test's rows
+			s, rec := newServiceWith(t, Config{}, func(p *Params) { p.Redis, p.Repo = rc, repo })
+			ctx := context.Background()
+			uid := ids.Add(1)
+			rc.set(how)
+			_, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "anyone?"})
+			rc.set("")
+			if e, ok := AsError(err); !ok || e.Code != 503 {
+				t.Fatalf("Send = %v, want a 503", err)
+			}
+			if n, _ := testRC.Do(ctx, testRC.B().Exists().Key(s.k.user(utoa(uid))).Build()).AsInt64(); n != 0 {
+				t.Fatal("Redis has a conversation")
+			}
+			if got := rec.types(uid); len(got) != 0 {
+				t.Fatalf("user was told %v", got)
+			}
+			cs, _ := repo.UserConversations(ctx, uid, 10)
+			if want := map[string]int{"refused": 0, "never": 1}[how]; len(cs) != want {
+				t.Fatalf("MySQL rows = %d, want %d", len(cs), want)
+			}
+			if how == "never" {
+				testRC.Do(ctx, testRC.B().Set().Key(s.k.built()).Value("1").Build())
+				s.clock.(*offsetClock).off.Store(int64(2 * orphanAge))
+				s.reconcile(ctx)
+				if cs, _ := repo.UserConversations(ctx, uid, 10); len(cs) != 0 {
+					t.Fatalf("MySQL rows after the repair = %+v, want none", cs)
+				}
+			}
+		})
+	}
 }
 
 // MySQL failing to record an assignment does not undo it (Redis has

@@ -3,6 +3,8 @@ package chat
 import (
 	"context"
 	"time"
+
+	"github.com/redis/rueidis"
 )
 
 // Start runs the background loop: hand-outs of waiting conversations,
@@ -53,6 +55,9 @@ func (s *Service) loop() {
 		case <-s.kick:
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if lost := s.lost.Load(); lost != 0 && s.nowMS()-lost > recordAge.Milliseconds() && s.lost.CompareAndSwap(lost, 0) {
+				s.reconcile(ctx)
+			}
 			s.reap(ctx)
 			if n%sweepEvery == 0 {
 				s.ensureState(ctx)
@@ -83,6 +88,7 @@ func (s *Service) distribute(ctx context.Context) time.Duration {
 	if err != nil || len(res) == 0 {
 		if err != nil {
 			s.log.Warn("chat: hand-out failed", "err", err)
+			s.answerLost(err)
 		}
 		return 0
 	}
@@ -92,6 +98,10 @@ func (s *Service) distribute(ctx context.Context) time.Duration {
 	var hs []handout
 	for i := 1; i+1 < len(res); i += 2 {
 		c, ok, err := s.live(ctx, res[i])
+		if err != nil {
+			s.tellLater(ctx, res[i])
+			s.lostAnswer()
+		}
 		if err != nil || !ok {
 			continue
 		}
@@ -106,17 +116,36 @@ func (s *Service) distribute(ctx context.Context) time.Duration {
 	return 0
 }
 
+// answerLost notes a script error that may hide a script that ran (a
+// timeout, a broken connection, not an error Redis answered): its
+// hand-outs were neither recorded nor announced, so the next tick
+// reconciles MySQL with Redis, which announces what it repairs.
+func (s *Service) answerLost(err error) {
+	if _, refused := rueidis.IsRedisErr(err); !refused {
+		s.lostAnswer()
+	}
+}
+
+// lostAnswer asks for a reconcile once what was lost is older than
+// recordAge (the repair leaves younger hand-outs alone).
+func (s *Service) lostAnswer() { s.lost.CompareAndSwap(0, s.nowMS()) }
+
 // reap moves the conversations of agents whose grace ran out.
 func (s *Service) reap(ctx context.Context) {
 	res, err := s.run(ctx, reapScript, itoa(s.nowMS()), itoa(s.cfg.Grace.Milliseconds()), itoa(int64(s.cfg.Capacity))).AsStrSlice()
 	if err != nil {
 		s.log.Warn("chat: grace check failed", "err", err)
+		s.answerLost(err)
 		return
 	}
 	var hs []handout
 	queued := false
 	for i := 0; i+2 < len(res); i += 3 {
 		c, ok, err := s.live(ctx, res[i])
+		if err != nil {
+			s.tellLater(ctx, res[i])
+			s.lostAnswer()
+		}
 		if err != nil || !ok {
 			continue
 		}
