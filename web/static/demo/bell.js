@@ -22,6 +22,7 @@ export class Bell {
     this.more = document.getElementById("bell-more");
     this.error = document.getElementById("bell-error");
     this.markAll = document.getElementById("mark-all-read");
+    this.announce = document.getElementById("bell-announce");
     this.items = new Map(); // id → {id, kind, body, ts, count, read, broadcast}
     this.rows = new Map(); // id → {li, sig}: the list's elements
     this.total = 0;
@@ -85,7 +86,7 @@ export class Bell {
     this.panel.hidden = false;
     this.button.setAttribute("aria-expanded", "true");
     this.load();
-    this.markAll.focus();
+    (this.markAll.disabled ? this.panel : this.markAll).focus();
   }
 
   hide(refocus) {
@@ -118,6 +119,7 @@ export class Bell {
       read: false, broadcast: !!m.broadcast,
     });
     this.render();
+    if (!m.replay) this.announce.textContent = "New notification: " + bodyText(m.body);
   }
 
   /** load fetches a page of the inbox (the first one, or the one before id) and merges it. */
@@ -132,9 +134,12 @@ export class Bell {
         const old = this.items.get(m.id);
         const count = m.count || 1;
         if (old && old.count > count) continue; // a push newer than this answer
+        // Read only goes one way for the same count: a mark-read that went
+        // out while this page was on its way wins over the page.
+        const read = !!m.read || !!(old && old.read && old.count === count);
         this.items.set(m.id, {
           id: m.id, kind: m.kind, body: m.body, ts: m.ts, count,
-          read: !!m.read, broadcast: !!m.broadcast,
+          read, broadcast: !!m.broadcast,
         });
       }
       if (!before || this.next) this.next = page.next;

@@ -98,6 +98,8 @@ export class Chat {
   /** bind starts following pd's chat frames; it restores the conversation after every hello. */
   bind(pd) {
     this.pd = pd;
+    this.restored = false;
+    this.inboxCid = null;
     this.subs = [
       pd.on("chat", (f) => this.frame(f)),
       pd.on("hello", () => this.restore()),
@@ -105,6 +107,11 @@ export class Chat {
         if (m.kind !== "chat") return;
         if (this.isOpen) this.onInboxReply(m);
         else this.setReplied(true);
+        const cid = m.body && m.body.conversation_id;
+        if (cid) {
+          this.inboxCid = cid;
+          if (this.restored) this.showEnded(cid);
+        }
       }),
       pd.on("error", (f) => {
         if (f.conversation_id || f.client_msg_id) this.setError(f.msg || "The chat server refused that (" + f.code + ").");
@@ -201,6 +208,7 @@ export class Chat {
 
   startNew() {
     this.restoreGen = (this.restoreGen || 0) + 1;
+    this.inboxCid = null;
     this.reset();
   }
 
@@ -349,8 +357,11 @@ export class Chat {
       // mean the first line is on its way: leave that be.)
       const mine = this.cid && list.find((c) => c.id === this.cid);
       if (mine && this.active) this.setStatus("closed");
+      this.restored = true;
+      if (this.inboxCid) this.showEnded(this.inboxCid);
       return;
     }
+    this.restored = true;
     if (cur.id !== this.cid) this.adopt(cur.id);
     else this.loadHistory(cur.id);
     if (this.status === "none" || this.status === "closed") {
@@ -358,6 +369,16 @@ export class Chat {
       if (cur.status === "open") this.setStatus("open", { agent: (cur.agent && cur.agent.name) || null });
       else this.setStatus("waiting");
     }
+  }
+
+  // showEnded shows a conversation that ended while the user was away,
+  // when an agent's reply to it came through the inbox, so "Support
+  // replied" opens onto that reply. It never replaces a live chat.
+  showEnded(cid) {
+    if (this.status !== "none" || this.cid || this.pending.size) return;
+    this.cid = cid;
+    this.setStatus("closed");
+    this.loadHistory(cid);
   }
 
   /** loadHistory fetches a page of lines (newest first from REST) and merges it in. */
