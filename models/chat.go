@@ -97,6 +97,13 @@ func (r *ChatRepo) CreateConversation(ctx context.Context, c *Conversation) erro
 	return err
 }
 
+// RestoreConversation inserts c unless a conversation with its id exists:
+// a live conversation's row put back from the live state.
+func (r *ChatRepo) RestoreConversation(ctx context.Context, c *Conversation) error {
+	_, err := r.DB.NewInsert().Model(c).Ignore().Exec(ctx)
+	return err
+}
+
 // DeleteConversation removes a conversation that never took a line and
 // was never handed to an agent (an open that lost a race or failed).
 func (r *ChatRepo) DeleteConversation(ctx context.Context, id uint64) error {
@@ -237,19 +244,32 @@ func (r *ChatRepo) Held(ctx context.Context, id, agent uint64) (bool, error) {
 
 // InsertLine stores l and moves its conversation's last line. When the
 // sender already stored a line with the same client message id, nothing
-// is written and that line is returned with dup true.
+// is written and that line is returned with dup true. A conversation
+// that has no row stores nothing and returns ErrNoConversation: a line
+// is never stored where no conversation will show it.
 func (r *ChatRepo) InsertLine(ctx context.Context, l *ChatLine) (stored *ChatLine, dup bool, err error) {
 	err = r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewInsert().Model(l).Exec(ctx); err != nil {
-			return err
-		}
 		text := l.Text
 		if r := []rune(text); len(r) > 200 {
 			text = string(r[:200])
 		}
-		_, err := tx.NewUpdate().Model((*Conversation)(nil)).
+		res, err := tx.NewUpdate().Model((*Conversation)(nil)).
 			Set("last_line_id = GREATEST(last_line_id, ?)", l.ID).Set("last_msg_at = GREATEST(last_msg_at, ?)", l.CreatedAt).
 			Set("last_text = ?", text).Where("id = ?", l.ConversationID).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			// Rows affected counts changed rows: an unchanged one exists too.
+			exists, err := tx.NewSelect().Model((*Conversation)(nil)).Where("id = ?", l.ConversationID).Exists(ctx)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				return ErrNoConversation
+			}
+		}
+		_, err = tx.NewInsert().Model(l).Exec(ctx)
 		return err
 	})
 	var me *mysql.MySQLError

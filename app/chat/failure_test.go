@@ -322,6 +322,39 @@ func TestRepairMakesMySQLSayWhatRedisSays(t *testing.T) {
 	}
 }
 
+// A line into a live conversation whose MySQL row is gone (what the old
+// open path left after a lost answer) is not acked into nothing: the
+// row is put back from Redis first, so MySQL shows the conversation and
+// its lines. Before, the line was stored, acked, and belonged nowhere.
+func TestLineIntoAConversationMySQLLostRestoresIt(t *testing.T) {
+	repo := newBrokenDB(t)
+	s, _ := newServiceWith(t, Config{Settle: time.Millisecond}, func(p *Params) { p.Repo = repo })
+	ctx := context.Background()
+	agent, uid := ids.Add(1), ids.Add(1)
+	connectAgent(t, s, agent)
+	first, err := s.Send(ctx, Sender{ID: uid}, nil, SendRequest{Text: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := parseU(first.ConversationID)
+	if _, err := repo.DB.ExecContext(ctx, "DELETE FROM chat_conversations WHERE id = ?", cid); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []Sender{{ID: uid}, {ID: agent, Agent: true, Name: "A"}} {
+		if _, err := s.Send(ctx, who, nil, SendRequest{ConversationID: first.ConversationID, Text: "again"}); err != nil {
+			t.Fatalf("Send by %s = %v", who.key(), err)
+		}
+	}
+	c, err := repo.GetConversation(ctx, cid)
+	if err != nil || c.UserID != uid || c.Status != models.ConvOpen || c.AgentID == nil || *c.AgentID != agent {
+		t.Fatalf("MySQL row = %+v, %v; want it back, open, held by %d", c, err, agent)
+	}
+	page, err := s.Messages(ctx, Sender{ID: uid}, first.ConversationID, 0, 10)
+	if err != nil || len(page.Messages) != 3 {
+		t.Fatalf("Messages = %+v, %v; want the 3 lines", page, err)
+	}
+}
+
 // A fresh open whose line MySQL fails to store: no ack, a 503, and the
 // conversation is in Redis and in MySQL alike (announced, so the retry
 // that joins it is not the first news); the retry stores the line.

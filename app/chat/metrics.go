@@ -21,7 +21,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		reassigned:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_chat_reassignments_total", Help: "Conversations moved off an agent whose grace ran out."}),
 		lines:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_lines_total", Help: "Chat lines stored, by sender."}, []string{"from"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_repairs_total",
-			Help: "MySQL rows made to agree with Redis after a failed write, by repair (assign, unassign, close, drop)."}, []string{"repair"}),
+			Help: "MySQL rows made to agree with Redis after a failed write, by repair (assign, unassign, close, drop, restore)."}, []string{"repair"}),
 	}
 	if r != nil {
 		r.MustRegister(m.waiting, m.live, m.wait, m.assignments, m.reassigned, m.lines, m.repairs)

@@ -169,3 +169,32 @@ func (s *Service) reconcileOne(ctx context.Context, r *models.Conversation, stat
 		}
 	}
 }
+
+// restoreRow puts back the MySQL row of live conversation cid, which
+// MySQL lost: a line is about to be stored into it.
+func (s *Service) restoreRow(ctx context.Context, cid string) error {
+	c, ok, err := s.live(ctx, cid)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrClosed
+	}
+	opened := timeMS(c.opened)
+	row := &models.Conversation{ID: c.id, UserID: c.user, Status: models.ConvWaiting, OpenedAt: opened, LastMsgAt: opened}
+	if err := s.repo.RestoreConversation(ctx, row); err != nil {
+		return s.unavailable("restore conversation", err)
+	}
+	if c.agent != 0 {
+		reason, at := c.reason, timeMS(c.at)
+		if reason == "" || c.at == 0 {
+			reason, at = ReasonRepair, s.clock.Now()
+		}
+		if err := s.repo.Assign(ctx, c.id, c.agent, s.agentName(ctx, c.agent), reason, at.UTC()); err != nil {
+			return s.unavailable("restore conversation", err)
+		}
+	}
+	s.m.repairs.WithLabelValues("restore").Inc()
+	s.log.Warn("chat: live conversation missing from MySQL, its row restored from Redis", "conversation", cid)
+	return nil
+}

@@ -170,7 +170,8 @@ func (s *Service) userSend(ctx context.Context, who Sender, conn Conn, req SendR
 	return ack, nil
 }
 
-// store writes a line of who into conversation cid.
+// store writes a line of who into live conversation cid. Should MySQL
+// not have the conversation's row, it is put back from Redis first.
 func (s *Service) store(ctx context.Context, who Sender, cid uint64, req SendRequest) (*models.ChatLine, bool, error) {
 	l := &models.ChatLine{ID: s.newID(), ConversationID: cid, Sender: senderOf(who), SenderID: who.ID,
 		SenderName: who.Name, Text: req.Text, CreatedAt: s.clock.Now().UTC()}
@@ -179,6 +180,12 @@ func (s *Service) store(ctx context.Context, who Sender, cid uint64, req SendReq
 		l.ClientMsgID = &id
 	}
 	stored, dup, err := s.repo.InsertLine(ctx, l)
+	if errors.Is(err, models.ErrNoConversation) {
+		if err = s.restoreRow(ctx, utoa(cid)); err != nil {
+			return nil, false, err
+		}
+		stored, dup, err = s.repo.InsertLine(ctx, l)
+	}
 	if err != nil {
 		return nil, false, s.unavailable("store line", err)
 	}

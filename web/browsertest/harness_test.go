@@ -29,8 +29,11 @@ import (
 const (
 	secret    = "browser-secret"
 	ingestKey = "browser-ingest"
-	dbName    = "pushdesk_browsertest"
 )
+
+// dbName is this run's own database: two runs side by side (two
+// checkouts, or CI next to a developer) do not share one.
+var dbName = fmt.Sprintf("pushdesk_browsertest_%d", os.Getpid())
 
 // env is what TestMain set up: one server, one browser.
 var env struct {
