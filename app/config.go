@@ -2,10 +2,11 @@ package app
 
 import (
 	"fmt"
-	"github.com/pushdesk/pushdesk/app/chat"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/pushdesk/pushdesk/app/chat"
 )
 
 // Config is the whole process configuration. It is read once from the
@@ -26,6 +27,16 @@ type Config struct {
 	IngestKey string
 	// TLSCert and TLSKey, when both set, make the public listener serve TLS.
 	TLSCert, TLSKey string
+	// HealthAddr is `pushdesk worker`'s only listener (/healthz, /readyz,
+	// /metrics). Default ":8081". Env PUSHDESK_HEALTH_ADDR.
+	HealthAddr string
+	// PprofAddr, if set, serves Go's pprof there (keep it private).
+	// Env PUSHDESK_PPROF_ADDR.
+	PprofAddr string
+	// RawIOOff makes sockets use Go's own read/write calls instead of
+	// package rawio's raw ones (main sets rawio.Off from it). Env
+	// PUSHDESK_RAW_IO=off.
+	RawIOOff bool
 
 	// Heartbeat is the server ping interval; a peer silent for 2.5 times
 	// this is dropped. Zero means 25s. Env PUSHDESK_HEARTBEAT (Go duration).
@@ -57,9 +68,10 @@ type Config struct {
 	// site act for a user. Env PUSHDESK_CORS_ORIGINS, default "*".
 	CORSOrigins string
 	// QueuePoll is how often the worker loop that serves both queues
-	// polls them when idle, over 10 when it is the only loop; the loops
-	// that serve only the fast queue wait up to 50 × QueuePoll for a wake
-	// (see jobs.Waker). Zero means 2ms. Env PUSHDESK_QUEUE_POLL.
+	// polls them when idle. Fast work wakes a loop at once (see
+	// jobs.Waker), so the poll only bounds how soon work that comes
+	// without a wake runs: retries, due scheduled tasks, the delayed
+	// queue's batches. Zero means 2s. Env PUSHDESK_QUEUE_POLL.
 	QueuePoll time.Duration
 	// MySQLMaxConns caps this process's MySQL connections. Zero means 32.
 	// Env PUSHDESK_MYSQL_MAX_CONNS.
@@ -118,6 +130,9 @@ func ConfigFromEnv() (Config, error) {
 		IngestKey:        os.Getenv("PUSHDESK_INGEST_KEY"),
 		TLSCert:          os.Getenv("PUSHDESK_TLS_CERT"),
 		TLSKey:           os.Getenv("PUSHDESK_TLS_KEY"),
+		HealthAddr:       env("PUSHDESK_HEALTH_ADDR", ":8081"),
+		PprofAddr:        os.Getenv("PUSHDESK_PPROF_ADDR"),
+		RawIOOff:         os.Getenv("PUSHDESK_RAW_IO") == "off",
 		InstanceID:       os.Getenv("PUSHDESK_INSTANCE_ID"),
 		AdminUser:        env("PUSHDESK_ADMIN_USER", "admin"),
 		AdminPassword:    os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
@@ -213,7 +228,7 @@ func (c *Config) fillDefaults() {
 		c.WorkerShutdown = 10 * time.Second
 	}
 	if c.QueuePoll <= 0 {
-		c.QueuePoll = 2 * time.Millisecond
+		c.QueuePoll = 2 * time.Second
 	}
 	if c.ActiveWithin <= 0 {
 		c.ActiveWithin = 24 * time.Hour

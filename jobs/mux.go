@@ -26,11 +26,13 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 // share cfg.WorkerConcurrency. An asynq server dequeues one task per Redis
 // round trip on one loop; under load that loop, not the handlers, caps the
 // delivery rate, so several run side by side. All but the last serve the
-// fast queue only and, when it is empty, wait on the Waker rather than
-// poll (see Waker). The last serves both queues and polls, every 10 ×
-// QueuePoll when there are other loops: it takes the delayed queue's work
-// and whatever fast work arrives without a wake. A single loop serves
-// both queues and polls every QueuePoll.
+// fast queue only and, when it is empty, wait on the Waker (up to
+// FastIdleWait) rather than poll (see Waker). The last serves both queues
+// and polls every cfg.QueuePoll: it takes the delayed queue's work and
+// whatever fast work arrives without a wake (retries, scheduled tasks),
+// and it alone forwards scheduled tasks, aggregates the delayed queue's
+// groups and cleans up, so the fast loops' housekeeping runs rarely. A
+// single loop serves both queues and also waits on the Waker.
 //
 // Their tasks run under base: cancel it before cfg.WorkerShutdown is up
 // (see CancelTasksAt). A task asynq gives up on at shutdown is pushed back
@@ -39,46 +41,91 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 // context ends fails instead, and its retry knows it is one.
 type Workers struct {
 	servers []*asynq.Server
-	clients []redis.UniversalClient // the fast loops' (asynq leaves a client it was given open)
+	clients []redis.UniversalClient // the waiting loops' (asynq leaves a client it was given open)
 	waker   *Waker
 }
 
-// wakeIdleFactor: a fast loop waits for a wake up to this many times
-// QueuePoll (100 ms by default) before it asks Redis again; the wait is
-// what keeps an idle instance's Redis traffic small.
-const wakeIdleFactor = 50
+// FastIdleWait is how long a fast loop waits for a wake before it asks
+// Redis again. Every enqueue of fast work wakes a loop, so the wait is
+// what an idle instance's Redis traffic comes down to: each fast loop
+// costs two dequeues per FastIdleWait. It stays well under asynq's 30 s
+// task lease, which the dequeue after a wait takes as of the first one.
+const FastIdleWait = 10 * time.Second
+
+// Housekeeping intervals of asynq's background checks (all public
+// asynq.Config options), for an idle instance's Redis traffic:
+//   - forwardEvery: how often the polling loop moves due scheduled and
+//     retry tasks into their queues (asynq's default; the first retry is
+//     due 1 s after the failure, so it runs 1–7 s after it).
+//   - fastForwardEvery: the same for the fast loops, whose queue the
+//     polling loop already forwards.
+//   - janitorEvery: deletion of expired completed tasks; no task here is
+//     kept after it completes.
+const (
+	forwardEvery     = 5 * time.Second
+	fastForwardEvery = 30 * time.Second
+	janitorEvery     = time.Minute
+)
+
+// fastTaskCheck is a fast loop's pause between dequeues after a wait for
+// a wake ended empty (its idle time is spent in the wait, not here).
+const fastTaskCheck = 20 * time.Millisecond
 
 // NewWorkers configures the worker loops (see Workers).
 func NewWorkers(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) (*Workers, error) {
 	n := max(cfg.WorkerLoops, 1)
 	per := cfg
 	per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
-	w, err := newFastLoops(opt, per, log, base, n-1)
+	w, err := newFastLoops(opt, per, log, base, n-1, FastIdleWait)
 	if err != nil {
 		return nil, err
 	}
+	both := serverConfig(per, log, base, map[string]int{QueueFast: 8, QueueDelayed: 1})
+	both.TaskCheckInterval = per.QueuePoll
+	both.DelayedTaskCheckInterval = forwardEvery
+	both.GroupAggregator = asynq.GroupAggregatorFunc(aggregateDeliveries)
 	if n > 1 {
-		per.QueuePoll = 10 * cfg.QueuePoll
+		w.servers = append(w.servers, asynq.NewServer(opt, both))
+		return w, nil
 	}
-	w.servers = append(w.servers, asynq.NewServer(opt, serverConfig(per, log, base, map[string]int{QueueFast: 8, QueueDelayed: 1})))
+	// Alone, the loop also waits for wakes, or fast work would wait for
+	// its poll.
+	c, err := w.waitingClient(opt)
+	if err != nil {
+		return nil, err
+	}
+	w.servers = append(w.servers, asynq.NewServerFromRedisClient(c, both))
 	return w, nil
 }
 
 // newFastLoops configures n loops that serve only the fast queue and
-// wait on the Waker, each with cfg.WorkerConcurrency workers.
-func newFastLoops(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context, n int) (*Workers, error) {
-	w := &Workers{waker: NewWaker(wakeIdleFactor * cfg.QueuePoll)}
+// wait on the Waker up to wait, each with cfg.WorkerConcurrency workers.
+func newFastLoops(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context, n int, wait time.Duration) (*Workers, error) {
+	w := &Workers{waker: NewWaker(wait)}
 	for range n {
-		c, ok := opt.MakeRedisClient().(redis.UniversalClient)
-		if !ok {
-			w.closeClients()
-			return nil, fmt.Errorf("asynq redis option %T makes no go-redis client", opt)
+		c, err := w.waitingClient(opt)
+		if err != nil {
+			return nil, err
 		}
-		c.AddHook(w.waker.hook())
-		w.clients = append(w.clients, c)
-		w.servers = append(w.servers, asynq.NewServerFromRedisClient(c, serverConfig(cfg, log, base, map[string]int{QueueFast: 1})))
+		fast := serverConfig(cfg, log, base, map[string]int{QueueFast: 1})
+		fast.TaskCheckInterval = fastTaskCheck
+		fast.DelayedTaskCheckInterval = fastForwardEvery
+		w.servers = append(w.servers, asynq.NewServerFromRedisClient(c, fast))
 	}
 	return w, nil
+}
+
+// waitingClient makes a Redis client whose fast dequeues wait on w's
+// Waker.
+func (w *Workers) waitingClient(opt asynq.RedisConnOpt) (redis.UniversalClient, error) {
+	c, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		w.closeClients()
+		return nil, fmt.Errorf("asynq redis option %T makes no go-redis client", opt)
+	}
+	c.AddHook(w.waker.hook())
+	w.clients = append(w.clients, c)
+	return c, nil
 }
 
 // Waker wakes the fast loops; nil-safe to call Wake on.
@@ -114,24 +161,25 @@ func (w *Workers) closeClients() {
 	w.clients = nil
 }
 
-// serverConfig configures one asynq server for cfg's settings and the
-// given queues. An idle loop polls every QueuePoll (asynq's 1 s default
-// would put a second on delivery).
+// serverConfig is what every worker loop shares: concurrency, retries,
+// shutdown, logging and the delayed queue's grouping. NewWorkers adds each
+// loop's polling and housekeeping intervals.
 func serverConfig(cfg app.Config, log *slog.Logger, base context.Context, queues map[string]int) asynq.Config {
 	return asynq.Config{
-		BaseContext:              func() context.Context { return base },
-		Concurrency:              cfg.WorkerConcurrency,
-		Queues:                   queues,
-		TaskCheckInterval:        cfg.QueuePoll,
-		DelayedTaskCheckInterval: time.Second,
-		ShutdownTimeout:          cfg.WorkerShutdown,
+		BaseContext:     func() context.Context { return base },
+		Concurrency:     cfg.WorkerConcurrency,
+		Queues:          queues,
+		ShutdownTimeout: cfg.WorkerShutdown,
+		JanitorInterval: janitorEvery,
 		// Retries come quickly (1 s, 2 s, 4 s … 64 s): a delivery that failed
 		// on a passing fault should not wait asynq's default 15–45 s.
 		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration { return time.Second << min(n, 6) },
 		// Deliveries for inactive users are batched: a group is flushed
-		// after 2 s without new tasks, 10 s at most, or at 500 tasks.
-		GroupAggregator:  asynq.GroupAggregatorFunc(aggregateDeliveries),
-		GroupGracePeriod: 2 * time.Second,
+		// after 5 s without new tasks, 10 s at most, or at 500 tasks (the
+		// grace is also how often groups are looked at). Only
+		// the loop that serves the delayed queue aggregates (the
+		// aggregator runs where GroupAggregator is set).
+		GroupGracePeriod: 5 * time.Second,
 		GroupMaxDelay:    10 * time.Second,
 		GroupMaxSize:     500,
 		Logger:           slogAdapter{log.With("component", "asynq")},

@@ -38,7 +38,7 @@ func testRedisOpt(t *testing.T) asynq.RedisConnOpt {
 func fastLoop(t *testing.T, opt asynq.RedisConnOpt) (*Workers, chan string) {
 	t.Helper()
 	cfg := app.Config{WorkerConcurrency: 4, QueuePoll: time.Second, WorkerShutdown: 5 * time.Second}
-	w, err := newFastLoops(opt, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), context.Background(), 1)
+	w, err := newFastLoops(opt, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), context.Background(), 1, 50*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
