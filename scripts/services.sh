@@ -3,6 +3,10 @@
 # When one does not, it starts a private one from the installed binaries,
 # with its data under .data/ (PUSHDESK_DATA_DIR). Missing binaries are
 # installed on Debian when running as root; otherwise it names the packages.
+# The servers it starts run detached from the terminal (Ctrl-C does not
+# reach them) with pid files in .data/: `go tool task stop` (scripts/stop.sh)
+# stops them. With PUSHDESK_SERVICES_STARTED set to a file, it appends the
+# name (redis, mysql) of each server it started there, for `task run`.
 set -euo pipefail
 
 DATA=${PUSHDESK_DATA_DIR:-$PWD/.data}
@@ -44,6 +48,8 @@ need_packages() { # packages...
   fi
 }
 
+started() { [ -z "${PUSHDESK_SERVICES_STARTED:-}" ] || echo "$1" >>"$PUSHDESK_SERVICES_STARTED"; }
+
 mkdir -p "$DATA"
 
 if answers "$REDIS_HOST" "$REDIS_PORT"; then
@@ -54,6 +60,7 @@ else
   mkdir -p "$DATA/redis"
   "$(find_bin redis-server)" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA/redis" \
     --daemonize yes --pidfile "$DATA/redis.pid" --logfile "$DATA/redis.log" --appendonly yes --save "60 1"
+  started redis
   wait_for redis "$REDIS_HOST" "$REDIS_PORT" 15
   echo "services: started Redis on $REDIS_HOST:$REDIS_PORT (data in $DATA/redis)"
 fi
@@ -70,9 +77,11 @@ else
     "$INSTALL_DB" --no-defaults --datadir="$DATA/mysql" --auth-root-authentication-method=normal "${user_opt[@]}" \
       --skip-test-db >"$DATA/mysql-install.log" 2>&1 || { echo "services: mariadb-install-db failed, see $DATA/mysql-install.log" >&2; exit 1; }
   fi
-  nohup "$MYSQLD" --no-defaults --datadir="$DATA/mysql" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
+  detach=(); command -v setsid >/dev/null && detach=(setsid) # its own session: no Ctrl-C
+  "${detach[@]}" nohup "$MYSQLD" --no-defaults --datadir="$DATA/mysql" --port="$MYSQL_PORT" --bind-address=127.0.0.1 \
     --socket="$DATA/mysql.sock" --pid-file="$DATA/mysql.pid" --log-error="$DATA/mysql.log" \
     --innodb-flush-log-at-trx-commit=2 "${user_opt[@]}" >/dev/null 2>&1 &
+  started mysql
   wait_for mysql "$MYSQL_HOST" "$MYSQL_PORT" 60
   echo "services: started MariaDB on $MYSQL_HOST:$MYSQL_PORT (data in $DATA/mysql)"
 fi
