@@ -90,7 +90,7 @@ export class ChatPane {
       this.lines.setAttribute("aria-busy", "false");
       $("new-lines").hidden = true;
       this.toBottom();
-      if (t.next === undefined) this.loadLatest(cid);
+      if (t.next === undefined || t.stale) this.loadLatest(cid);
     }
     this.render();
   }
@@ -222,6 +222,12 @@ export class ChatPane {
     return fresh;
   }
 
+  /** reconnected marks every thread but the shown one for a catch-up when it is next shown. */
+  reconnected() {
+    for (const [cid, t] of this.threads) if (cid !== this.cid && t.next !== undefined) t.stale = true;
+    if (this.cid) this.loadLatest(this.cid);
+  }
+
   newestID(cid) {
     let n = "";
     for (const id of this.thread(cid).byId.keys()) if (laterID(id, n)) n = id;
@@ -249,6 +255,7 @@ export class ChatPane {
     const t = this.thread(cid);
     if (t.catchingUp) return;
     t.catchingUp = true;
+    t.stale = false;
     const known = t.next === undefined ? "" : this.newestID(cid);
     let before;
     try {

@@ -2,7 +2,7 @@
 // the stream's frames to the list, the chat pane and the header.
 
 import { Pushdesk } from "/pushdesk.js";
-import { $, el, setText, setAttr, userLabel } from "./util.js";
+import { $, el, setText, setAttr, userLabel, errorText } from "./util.js";
 import { LoginForm, saved, forget } from "./session.js";
 import { ConvList } from "./list.js";
 import { ChatPane } from "./chat.js";
@@ -37,6 +37,7 @@ function reset() {
   $("app").hidden = true;
   document.body.dataset.state = "closed";
   document.body.dataset.transport = "";
+  document.title = "Pushdesk Console";
 }
 
 // start runs one signed-in session until signOut; everything it sets up
@@ -49,7 +50,12 @@ function start(session) {
   const list = new ConvList(me, (cid) => select(cid), ac.signal);
   const pane = new ChatPane(pd, me, list, ac.signal);
   const actions = new Actions(pd, me, list, pane, ac.signal);
-  const toast = (text) => setText($("toast"), text);
+  let toastTimer = 0;
+  const toast = (text) => {
+    setText($("toast"), text);
+    clearTimeout(toastTimer);
+    if (text) toastTimer = setTimeout(() => setText($("toast"), ""), 8000);
+  };
   let ticker = 0;
   let soonTimer = 0;
 
@@ -60,6 +66,7 @@ function start(session) {
     ac.abort();
     clearInterval(ticker);
     clearTimeout(soonTimer);
+    clearTimeout(toastTimer);
     forget();
     pd.close();
     pane.hide();
@@ -88,7 +95,7 @@ function start(session) {
   pd.on("auth", () => signOut("Your session has ended or the token is no longer accepted. Please sign in again.", true));
   pd.on("hello", () => {
     refreshList();
-    if (pane.cid) pane.loadLatest(pane.cid);
+    pane.reconnected();
     actions.refreshAgents();
   });
   pd.on("error", (f) => {
@@ -194,6 +201,7 @@ function start(session) {
     if (pd.state === "open") refreshList();
     list.tick();
     if (pane.cid) pane.render();
+    if (pane.conv()?.status === "waiting") pane.loadLatest(pane.cid); // agents get no frames for waiting ones
     if (pane.writable()) actions.refreshAgents();
   }, REFRESH_EVERY);
 
@@ -238,9 +246,10 @@ function start(session) {
     try {
       pd.setStatus(next);
       $("status-toggle").setAttribute("aria-busy", "true");
+      setTimeout(() => $("status-toggle").removeAttribute("aria-busy"), 5000);
       toast("");
     } catch (e) {
-      toast("Status not changed: " + (e.status === 0 ? "not connected over WebSocket yet." : e.message));
+      toast(errorText(e, "Status not changed"));
     }
   }, opts);
 

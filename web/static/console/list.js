@@ -228,6 +228,9 @@ export class ConvList {
     const waiting = active.filter((c) => c.status === "waiting").length;
     setText($("count-waiting"), waiting);
     setText($("count-mine"), active.length - waiting);
+    const unread = active.reduce((n, c) => n + c.unread, 0);
+    const title = (unread ? `(${unread}) ` : "") + "Pushdesk Console";
+    if (document.title !== title) document.title = title;
     if (focused && focused !== document.activeElement && focused.isConnected) focused.focus({ preventScroll: true });
   }
 

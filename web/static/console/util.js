@@ -82,6 +82,7 @@ export const userLabel = (uid) => "User " + uid;
 export function errorText(e, what = "That did not work") {
   const code = e.status ?? e.code;
   const why = e.message || e.msg || "";
+  if (e.code === "not_connected") return `${what}: this needs the WebSocket connection, which is not up (the console may be on its SSE fallback). Try again in a moment.`;
   switch (code) {
     case 0: return `${what}: not connected. It goes again once the connection is back, or try again.`;
     case 400: return `${what}: ${why || "the server refused it"}.`;
