@@ -112,6 +112,12 @@ type Config struct {
 	// Env PUSHDESK_AUTH_NEGATIVE_TTL.
 	AuthNegativeTTL time.Duration
 
+	// FrameRate and FrameBurst are a user connection's budget of client
+	// frames: FrameRate a second, FrameBurst at once (see FrameBudget);
+	// agents get more, after the chat's line limit. Zero means 30 and
+	// 300. Env PUSHDESK_FRAME_RATE, PUSHDESK_FRAME_BURST.
+	FrameRate, FrameBurst int
+
 	// Chat configures the support desk (see chat.Config for defaults).
 	// Env PUSHDESK_CHAT_CAPACITY, PUSHDESK_CHAT_AGENT_GRACE,
 	// PUSHDESK_CHAT_SETTLE, PUSHDESK_CHAT_RATE.
@@ -176,7 +182,8 @@ func ConfigFromEnv() (Config, error) {
 			return c, fmt.Errorf("PUSHDESK_WORKER_LOOPS=%q: want an integer from 1 to 64", v)
 		}
 	}
-	for key, dst := range map[string]*int{"PUSHDESK_CHAT_CAPACITY": &c.Chat.Capacity, "PUSHDESK_CHAT_RATE": &c.Chat.Rate} {
+	for key, dst := range map[string]*int{"PUSHDESK_CHAT_CAPACITY": &c.Chat.Capacity, "PUSHDESK_CHAT_RATE": &c.Chat.Rate,
+		"PUSHDESK_FRAME_RATE": &c.FrameRate, "PUSHDESK_FRAME_BURST": &c.FrameBurst} {
 		if v := os.Getenv(key); v != "" {
 			if *dst, err = strconv.Atoi(v); err != nil || *dst < 1 {
 				return c, fmt.Errorf("%s=%q: want a positive integer", key, v)

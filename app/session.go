@@ -373,21 +373,27 @@ func (a *App) HandleFrame(ctx context.Context, c *hub.Client, data []byte) {
 		if err == nil {
 			_, err = a.Read(ctx, c.UID, ids, f.All)
 		}
-	case "sync":
-		_, err = a.settledReplay(ctx, c, 0)
+	case "sync": // off the read loop, one in flight (see serveSync)
+		c.Coalesce(func() { a.serveSync(c) })
 	case "":
 		err = Invalid("frame has no type")
 	default:
 		err = Invalid("unknown frame type %q", f.Type)
 	}
 	if err != nil {
-		if e, ok := AsError(err); ok {
-			c.SendDirect(ErrorFrame(e.Status, e.Message))
-			return
-		}
-		a.Log.Error("client frame failed", "type", f.Type, "uid", c.UID, "err", err)
-		c.SendDirect(ErrorFrame(503, "temporarily unavailable, try again"))
+		a.frameFailed(c, f.Type, err)
 	}
+}
+
+// frameFailed answers a client frame that failed with an error frame: the
+// error's own status, or 503 (logged) for a dependency's failure.
+func (a *App) frameFailed(c *hub.Client, typ string, err error) {
+	if e, ok := AsError(err); ok {
+		c.SendDirect(ErrorFrame(e.Status, e.Message))
+		return
+	}
+	a.Log.Error("client frame failed", "type", typ, "uid", c.UID, "err", err)
+	c.SendDirect(ErrorFrame(503, "temporarily unavailable, try again"))
 }
 
 // parseIDs reads message ids given as strings (or, leniently, numbers).

@@ -214,6 +214,7 @@ func wsHandler(s *Server) fiber.Handler {
 			c.Close(hub.CloseGoingAway, "") // if Disconnect found it gone already
 			<-wrote
 		}()
+		budget := a.NewFrameBudget(id.Role)
 		idle := heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		conn.SetPongHandler(func(string) error {
@@ -229,6 +230,14 @@ func wsHandler(s *Server) fiber.Handler {
 			a.Heartbeat(c)
 			if mt != websocket.TextMessage && mt != websocket.BinaryMessage {
 				continue
+			}
+			if !a.Admit(c, budget, data) {
+				select {
+				case <-c.Done(): // a flood: the writer closes the connection
+					return
+				default:
+					continue
+				}
 			}
 			fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if s.frameHook != nil {

@@ -45,14 +45,35 @@ const replayMemory = 10 * time.Second
 
 // Close codes the hub uses (WebSocket numbering; SSE maps them to events).
 const (
-	CloseNormal     = 1000
-	CloseGoingAway  = 1001
-	CloseTooBig     = 1009
-	CloseRestart    = 1012
-	CloseTryLater   = 1013
-	ClosePolicy     = 1008
-	maxQueuedFrames = 4096
+	CloseNormal    = 1000
+	CloseGoingAway = 1001
+	CloseTooBig    = 1009
+	CloseRestart   = 1012
+	CloseTryLater  = 1013
+	ClosePolicy    = 1008
 )
+
+// MaxQueuedBytes is how much a client may have waiting to be written (its
+// frames' bytes plus FrameOverhead each) before it counts as a slow
+// consumer and is closed with 1013: a replay of 100 messages with 16 KiB
+// bodies (about 1.6 MiB) fits with room to spare, and a peer that stopped
+// reading holds no more than this. While a replay runs, the live frames
+// held back may take half of it.
+const MaxQueuedBytes = 4 << 20
+
+// FrameOverhead is what a queued frame costs beyond its bytes (the Frame
+// itself, its key), counted against MaxQueuedBytes so that a flood of tiny
+// frames is bounded too.
+const FrameOverhead = 128
+
+// queuedCost is what frames count against MaxQueuedBytes.
+func queuedCost(frames []Frame) int {
+	n := 0
+	for i := range frames {
+		n += len(frames[i].Data) + FrameOverhead
+	}
+	return n
+}
 
 // Writer is a transport's output side. Write and Ping are only ever called
 // from the client's write loop, never concurrently.
@@ -93,6 +114,8 @@ type Client struct {
 
 	pos int // in the hub's connection order; guarded by its lock
 
+	coalesced atomic.Int32 // see Coalesce: 0 idle, 1 running, 2 running and due again
+
 	segments atomic.Pointer[map[string]struct{}]
 
 	// wmu is held while frames go to the transport: by the write loop
@@ -104,7 +127,9 @@ type Client struct {
 	direct    DirectWriter // set while Run runs with one
 	flushDue  bool         // a direct write left bytes for the write loop
 	queue     []Frame
+	queued    int     // queuedCost of queue and of the batch being written
 	pending   []Frame // live frames held back while the unread replay runs
+	held      int     // queuedCost of pending
 	replaying bool
 	replayed  map[string]struct{}
 	forgetAt  time.Time
@@ -129,8 +154,9 @@ func NewClient(uid uint64, connID, role, transport string) *Client {
 }
 
 // Send queues live frames. It reports false when the client is closed. A
-// client whose queue overflows (a peer that stopped reading) is closed with
-// 1013 so it reconnects and resyncs instead of holding memory.
+// client whose queue passes MaxQueuedBytes (a peer that stopped reading)
+// is closed with 1013 so it reconnects and resyncs instead of holding
+// memory.
 func (c *Client) Send(frames ...Frame) bool {
 	c.mu.Lock()
 	if c.closed {
@@ -139,12 +165,14 @@ func (c *Client) Send(frames ...Frame) bool {
 	}
 	c.note(frames)
 	if c.replaying {
-		if len(c.pending)+len(frames) > maxQueuedFrames/2 { // room left for the replay itself
+		cost := queuedCost(frames)
+		if c.held+cost > MaxQueuedBytes/2 { // room left for the replay itself
 			c.mu.Unlock()
 			c.Close(CloseTryLater, "slow consumer")
 			return false
 		}
 		c.pending = append(c.pending, frames...)
+		c.held += cost
 		c.mu.Unlock()
 		return true
 	}
@@ -268,12 +296,14 @@ func (c *Client) SendDirect(frames ...Frame) bool {
 
 // enqueueLocked appends frames and wakes the writer; it unlocks c.mu.
 func (c *Client) enqueueLocked(frames []Frame) bool {
-	if len(c.queue)+len(frames) > maxQueuedFrames {
+	cost := queuedCost(frames)
+	if c.queued+cost > MaxQueuedBytes {
 		c.mu.Unlock()
 		c.Close(CloseTryLater, "slow consumer")
 		return false
 	}
 	c.queue = append(c.queue, frames...)
+	c.queued += cost
 	c.mu.Unlock()
 	c.wake()
 	return true
@@ -292,7 +322,7 @@ func (c *Client) EndReplay(replayed map[string]struct{}) {
 		}
 	}
 	held := c.pending
-	c.pending = nil
+	c.pending, c.held = nil, 0
 	if c.closed || len(held) == 0 {
 		c.mu.Unlock()
 		return
@@ -375,6 +405,9 @@ func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 			c.wmu.Lock() // before the batch is taken: see Offer
 			c.mu.Lock()
 			batch, c.queue = c.queue, batch[:0]
+			// The batch counts until it is out: a peer that stopped
+			// reading holds it as much as the queue behind it.
+			writing := c.queued
 			flush := c.flushDue
 			c.flushDue = false
 			c.mu.Unlock()
@@ -382,6 +415,9 @@ func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 			if len(batch) > 0 {
 				err = w.Write(batch) // sends what a direct write kept first
 				clear(batch)         // let the frames' bytes go
+				c.mu.Lock()
+				c.queued -= writing
+				c.mu.Unlock()
 			} else if flush {
 				err = dw.Flush()
 			}
@@ -399,13 +435,47 @@ func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 			c.wmu.Lock()
 			c.mu.Lock()
 			code, reason, rest := c.code, c.reason, c.queue
-			c.queue = nil
+			c.queue, c.queued = nil, 0
 			c.mu.Unlock()
 			if len(rest) > 0 && code != CloseTryLater {
 				_ = w.Write(rest) // best effort: what was queued before the close
 			}
 			return end(code, reason, nil)
 		}
+	}
+}
+
+// Coalesce runs fn on a goroutine of its own, one run at a time per
+// client: a call while a run is under way makes that run go once more
+// when it ends, however many calls came meanwhile. fn must do the same
+// work whichever call passed it (the repeat runs the first call's fn).
+// It is how a client's sync frames are served: a flood of them costs two
+// runs, and the last run starts after the last frame.
+func (c *Client) Coalesce(fn func()) {
+	for {
+		switch c.coalesced.Load() {
+		case 0:
+			if c.coalesced.CompareAndSwap(0, 1) {
+				go c.runCoalesced(fn)
+				return
+			}
+		case 1:
+			if c.coalesced.CompareAndSwap(1, 2) {
+				return
+			}
+		default: // a repeat is due already
+			return
+		}
+	}
+}
+
+func (c *Client) runCoalesced(fn func()) {
+	for {
+		fn()
+		if c.coalesced.CompareAndSwap(1, 0) {
+			return
+		}
+		c.coalesced.Store(1) // it was 2: once more
 	}
 }
 

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -61,22 +62,122 @@ func TestReplayHoldsLiveFramesAndDedupes(t *testing.T) {
 	}
 }
 
-func TestSlowConsumerIsClosed(t *testing.T) {
+// bigFrame is a msg frame the size of one with a 16 KiB body.
+func bigFrame() Frame { return Frame{Type: "msg", Data: make([]byte, 16<<10)} }
+
+// perLimit is how many frames of f fit in limit bytes.
+func perLimit(f Frame, limit int) int { return limit / (len(f.Data) + FrameOverhead) }
+
+// The slow-consumer limit counts bytes, not frames: with 16 KiB bodies a
+// peer that stopped reading once held 4,096 of them (64 MiB).
+func TestSlowConsumerIsClosedByBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame Frame
+	}{
+		{"16 KiB frames", bigFrame()},
+		{"tiny frames", Frame{Type: "unread", Data: []byte(`{"type":"unread","total":1}`)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewClient(1, "c", "user", "ws")
+			c.EndReplay(nil)
+			n := perLimit(tc.frame, MaxQueuedBytes)
+			for i := range n {
+				if !c.Send(tc.frame) {
+					t.Fatalf("Send %d of %d refused before the limit", i, n)
+				}
+			}
+			if c.Send(tc.frame) {
+				t.Fatalf("Send %d accepted, over %d bytes queued; want the client closed", n+1, MaxQueuedBytes)
+			}
+			select {
+			case <-c.Done():
+			default:
+				t.Fatal("client not closed after overflow")
+			}
+		})
+	}
+}
+
+// Live frames held during a replay may take half the limit.
+func TestSlowConsumerDuringReplay(t *testing.T) {
 	c := NewClient(1, "c", "user", "ws")
-	c.EndReplay(nil)
-	for i := 0; i < maxQueuedFrames; i++ {
-		if !c.Send(Frame{Type: "x"}) {
-			t.Fatalf("Send %d refused before the limit", i)
+	n := perLimit(bigFrame(), MaxQueuedBytes/2)
+	for i := range n {
+		if !c.Send(bigFrame()) {
+			t.Fatalf("held Send %d of %d refused", i, n)
 		}
 	}
-	if c.Send(Frame{Type: "x"}) {
-		t.Fatal("Send over the limit accepted, want the client closed")
+	if c.Send(bigFrame()) {
+		t.Fatal("held frames over half the limit accepted")
 	}
-	select {
-	case <-c.Done():
-	default:
-		t.Fatal("client not closed after overflow")
+}
+
+// stalledWriter blocks its first Write until released, like a peer that
+// stopped reading (until the write deadline).
+type stalledWriter struct {
+	recorder
+	started, release chan struct{}
+	once             sync.Once
+}
+
+func (w *stalledWriter) Write(f []Frame) error {
+	w.once.Do(func() { close(w.started); <-w.release })
+	return w.recorder.Write(f)
+}
+
+// A batch the writer is stuck on still counts: the queue behind it gets
+// only what is left, and once it is out the room comes back.
+func TestBatchBeingWrittenCounts(t *testing.T) {
+	c := NewClient(1, "c", "user", "ws")
+	c.EndReplay(nil)
+	w := &stalledWriter{started: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan struct{})
+	go func() { _ = c.Run(w, time.Hour); close(done) }()
+	n := perLimit(bigFrame(), MaxQueuedBytes)
+	for range n / 2 {
+		c.Send(bigFrame())
 	}
+	<-w.started // the writer holds half the limit's frames
+	for i := range n - n/2 {
+		if !c.Send(bigFrame()) {
+			t.Fatalf("Send %d behind the stalled batch refused before the limit", i)
+		}
+	}
+	if c.Send(bigFrame()) {
+		t.Fatal("Send over the limit (counting the batch being written) accepted")
+	}
+	close(w.release)
+	<-done
+
+	c = NewClient(1, "c", "user", "ws")
+	c.EndReplay(nil)
+	w = &stalledWriter{started: make(chan struct{}), release: make(chan struct{})}
+	done = make(chan struct{})
+	go func() { _ = c.Run(w, time.Hour); close(done) }()
+	for range n {
+		c.Send(bigFrame())
+	}
+	<-w.started
+	close(w.release)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		out := len(w.frames)
+		w.mu.Unlock()
+		if out == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d frames written", out, n)
+		}
+	}
+	for i := range n {
+		if !c.Send(bigFrame()) {
+			t.Fatalf("Send %d after the queue drained refused", i)
+		}
+	}
+	c.Close(CloseNormal, "")
+	<-done
 }
 
 func TestHubAddRemoveDeliver(t *testing.T) {
@@ -103,5 +204,40 @@ func TestHubAddRemoveDeliver(t *testing.T) {
 	h.Remove(b)
 	if n := h.Deliver(7, Frame{Type: "msg"}); n != 0 {
 		t.Fatalf("Deliver after removal = %d, want 0", n)
+	}
+}
+
+// Calls while a run is under way make it run once more, not once each;
+// a call once it is idle runs again.
+func TestCoalesceRunsOnceMoreAtMost(t *testing.T) {
+	c := NewClient(1, "c", "user", "ws")
+	var runs atomic.Int32
+	started, release, ran := make(chan struct{}, 8), make(chan struct{}), make(chan struct{}, 8)
+	fn := func() {
+		runs.Add(1)
+		started <- struct{}{}
+		<-release
+		ran <- struct{}{}
+	}
+	c.Coalesce(fn)
+	<-started
+	for range 1000 {
+		c.Coalesce(fn)
+	}
+	release <- struct{}{} // the first run ends; the repeat starts
+	<-ran
+	<-started
+	release <- struct{}{}
+	<-ran
+	time.Sleep(10 * time.Millisecond)
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("runs = %d after 1,001 calls, want 2", n)
+	}
+	c.Coalesce(fn)
+	<-started
+	release <- struct{}{}
+	<-ran
+	if n := runs.Load(); n != 3 {
+		t.Fatalf("runs = %d after a call once idle, want 3", n)
 	}
 }
