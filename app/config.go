@@ -67,6 +67,17 @@ type Config struct {
 	// travel in a header or the query, never in cookies, so "*" lets no
 	// site act for a user. Env PUSHDESK_CORS_ORIGINS, default "*".
 	CORSOrigins string
+	// AllowedOrigins lists the browser origins (comma-separated, or "*")
+	// whose pages may open /ws and /sse. The server's own origin (the
+	// console, the demo) is always allowed, and so are requests without an
+	// Origin (clients that are not browsers). Default: the origins
+	// CORSOrigins lists, when it lists some rather than "*"; else none.
+	// Env PUSHDESK_ALLOWED_ORIGINS.
+	AllowedOrigins string
+	// MetricsToken is the bearer token /metrics asks for when it is served
+	// on the public listener (no InternalAddr). Default: the ingest key.
+	// Env PUSHDESK_METRICS_TOKEN.
+	MetricsToken string
 	// QueuePoll is how often the worker loop that serves both queues
 	// polls them when idle. Fast work wakes a loop at once (see
 	// jobs.Waker), so the poll only bounds how soon work that comes
@@ -87,8 +98,10 @@ type Config struct {
 	// InstanceID names this process in the registry. Zero value means a
 	// random id. Env PUSHDESK_INSTANCE_ID.
 	InstanceID string
-	// AdminUser and AdminPassword protect /admin/queues/. Default user
-	// "admin"; the password defaults to the ingest key.
+	// AdminUser and AdminPassword protect /admin/queues/ (asynqmon),
+	// which is served only when AdminPassword is set, and never with the
+	// ingest key as its password. Default user "admin", no password.
+	// Env PUSHDESK_ADMIN_USER, PUSHDESK_ADMIN_PASSWORD.
 	AdminUser, AdminPassword string
 
 	// ActiveWithin: users seen more recently (or never seen) get the fast
@@ -146,6 +159,8 @@ func ConfigFromEnv() (Config, error) {
 		NoDirectDelivery: os.Getenv("PUSHDESK_DIRECT_DELIVERY") == "0",
 		AuthURL:          os.Getenv("PUSHDESK_AUTH_URL"),
 		CORSOrigins:      env("PUSHDESK_CORS_ORIGINS", "*"),
+		AllowedOrigins:   os.Getenv("PUSHDESK_ALLOWED_ORIGINS"),
+		MetricsToken:     os.Getenv("PUSHDESK_METRICS_TOKEN"),
 	}
 	var err error
 	if c.Heartbeat, err = envDuration("PUSHDESK_HEARTBEAT"); err != nil {
@@ -258,8 +273,11 @@ func (c *Config) fillDefaults() {
 	if c.AdminUser == "" {
 		c.AdminUser = "admin"
 	}
-	if c.AdminPassword == "" {
-		c.AdminPassword = c.IngestKey
+	if c.AllowedOrigins == "" && c.CORSOrigins != "*" {
+		c.AllowedOrigins = c.CORSOrigins
+	}
+	if c.MetricsToken == "" {
+		c.MetricsToken = c.IngestKey
 	}
 }
 

@@ -1,14 +1,11 @@
 package handlers
 
 import (
-	"crypto/subtle"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
-	"github.com/gofiber/fiber/v2/middleware/basicauth"
 	"github.com/hibiken/asynq"
-	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/pushdesk/pushdesk/app"
 )
@@ -16,23 +13,15 @@ import (
 // adminPath is where asynqmon is mounted.
 const adminPath = "/admin/queues"
 
-// routeOps mounts /metrics and asynqmon (behind basic auth) on f.
-func routeOps(f *fiber.App, a *app.App, redisOpt asynq.RedisConnOpt) {
+// routeOps mounts /metrics and asynqmon (see routeAdmin) on f. On the
+// public listener (public: there is no internal one) /metrics asks for
+// the metrics token.
+func routeOps(f *fiber.App, a *app.App, redisOpt asynq.RedisConnOpt, public bool) {
+	if public {
+		f.Get("/metrics", metricsAuth(a.Cfg.MetricsToken))
+	}
 	f.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{})))
-	mon := adaptor.HTTPHandler(asynqmon.New(asynqmon.Options{RootPath: adminPath, RedisConnOpt: redisOpt}))
-	auth := basicauth.New(basicauth.Config{
-		Realm: "pushdesk admin",
-		Authorizer: func(user, pass string) bool {
-			u := subtle.ConstantTimeCompare([]byte(user), []byte(a.Cfg.AdminUser))
-			p := subtle.ConstantTimeCompare([]byte(pass), []byte(a.Cfg.AdminPassword))
-			return u&p == 1
-		},
-		Unauthorized: func(c *fiber.Ctx) error {
-			c.Set(fiber.HeaderWWWAuthenticate, `Basic realm="pushdesk admin"`)
-			return app.Errorf(401, "unauthorized", "admin credentials required")
-		},
-	})
-	f.Use(adminPath, auth, mon)
+	routeAdmin(f, a, redisOpt, public)
 }
 
 func getPresence(a *app.App) fiber.Handler {

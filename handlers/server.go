@@ -80,7 +80,7 @@ func NewServer(a *app.App) (*Server, error) {
 	// /internal/*, /metrics and asynqmon share the internal listener when
 	// there is one.
 	s.routeInternal(ops)
-	routeOps(ops, a, redisOpt)
+	routeOps(ops, a, redisOpt, s.internal == nil)
 	if s.internal != nil {
 		s.internal.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	}
@@ -139,8 +139,9 @@ func (s *Server) routePublic(f *fiber.App) {
 	me.Post("/read", postRead(a))
 	me.Post("/ack", postAck(a))
 	routeChat(f, a, browser)
-	f.Get("/ws", userAuth(a), wsUpgrade(s), wsHandler(s))
-	f.Get("/sse", browser, userAuth(a), sseHandler(s))
+	origins := originCheck(a.Cfg)
+	f.Get("/ws", origins, userAuth(a), wsUpgrade(s), wsHandler(s))
+	f.Get("/sse", browser, origins, userAuth(a), sseHandler(s))
 	web.Mount(f)
 	f.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 }
