@@ -30,7 +30,8 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Secrets (keys, passwords in URLs and DSNs) never reach a log line.
+	log := slog.New(app.Redacting(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	slog.SetDefault(log)
 	cmd, args := "serve", os.Args[1:]
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -50,7 +51,7 @@ func main() {
 		err = fmt.Errorf("unknown command %q (want serve, migrate, token or agent)", cmd)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "pushdesk:", err)
+		fmt.Fprintln(os.Stderr, "pushdesk:", app.Redact(err.Error()))
 		os.Exit(1)
 	}
 }

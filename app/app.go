@@ -82,9 +82,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	RegisterSecrets(cfg.secrets()...)
+	log = slog.New(Redacting(log.Handler()))
 	opt, err := rueidis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL: %w", err)
+		return nil, RedactError(fmt.Errorf("parse PUSHDESK_REDIS_URL: %w", err))
 	}
 	opt.DisableCache = true
 	opt.ConnWriteTimeout = 5 * time.Second
@@ -97,12 +99,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	opt.DialCtxFn = redisDial(opt.DialCtxFn)
 	rc, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("connect redis %s: %w", cfg.RedisURL, err)
+		return nil, RedactError(fmt.Errorf("connect redis %s: %w", RedactURL(cfg.RedisURL), err))
 	}
 	db, err := models.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns)
 	if err != nil {
 		rc.Close()
-		return nil, err
+		return nil, RedactError(err)
 	}
 	instance := cfg.InstanceID
 	if instance == "" {

@@ -210,6 +210,7 @@ func ConfigFromEnv() (Config, error) {
 			return c, fmt.Errorf("PUSHDESK_WORKER_CONCURRENCY=%q: want a positive integer", v)
 		}
 	}
+	RegisterSecrets(c.secrets()...) // kept out of every log line and error from now on
 	return c, nil
 }
 
