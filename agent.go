@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"text/tabwriter"
 
@@ -14,19 +14,39 @@ import (
 	"github.com/pushdesk/pushdesk/models/migrations"
 )
 
-const agentUsage = "usage: pushdesk agent add --email E --name N | agent list | agent disable --email E"
+type agentOpts struct{ email, name *string }
+
+const agentUsage = "agent add --email E --name N | agent list | agent disable --email E"
+
+var agentCommand = &command{
+	name:    "agent",
+	usage:   agentUsage,
+	summary: "add, list or disable the support agents' console logins",
+	about: `Manages the logins of the agent console (/console/). "add" creates one and
+prints its generated password once (only a bcrypt hash is stored); "list" shows
+them all; "disable" turns one off, so it can no longer log in.
+Migrates the schema first when it has to.`,
+	flags: func(fs *flag.FlagSet) any {
+		return &agentOpts{
+			email: fs.String("email", "", "the agent's login email (add, disable)"),
+			name:  fs.String("name", "", "the agent's display name (add)"),
+		}
+	},
+	run: agentCmd,
+}
 
 // agentCmd manages console logins: add, list, disable.
-func agentCmd(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return errors.New(agentUsage)
+func agentCmd(ctx context.Context, _ *slog.Logger, o any, args []string) error {
+	opts := o.(*agentOpts)
+	if len(args) != 1 {
+		return usage(find("agent"))
 	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("agent "+sub, flag.ContinueOnError)
-	email := fs.String("email", "", "the agent's login email")
-	name := fs.String("name", "", "the agent's display name")
-	if err := fs.Parse(args); err != nil {
-		return err
+	sub := args[0]
+	switch {
+	case sub != "add" && sub != "list" && sub != "disable":
+		return usage(find("agent"))
+	case sub == "disable" && *opts.email == "":
+		return usage(find("agent"))
 	}
 	cfg, err := app.ConfigFromEnv()
 	if err != nil {
@@ -43,7 +63,7 @@ func agentCmd(ctx context.Context, args []string) error {
 	repo := &models.ChatRepo{DB: db}
 	switch sub {
 	case "add":
-		a, password, err := chat.AddAgent(ctx, repo, *email, *name)
+		a, password, err := chat.AddAgent(ctx, repo, *opts.email, *opts.name)
 		if err != nil {
 			return err
 		}
@@ -64,15 +84,10 @@ func agentCmd(ctx context.Context, args []string) error {
 		}
 		return w.Flush()
 	case "disable":
-		if *email == "" {
-			return errors.New(agentUsage)
-		}
-		if err := repo.DisableAgent(ctx, *email); err != nil {
+		if err := repo.DisableAgent(ctx, *opts.email); err != nil {
 			return err
 		}
-		fmt.Printf("agent %s disabled\n", *email)
-	default:
-		return errors.New(agentUsage)
+		fmt.Printf("agent %s disabled\n", *opts.email)
 	}
 	return nil
 }

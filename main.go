@@ -1,151 +1,209 @@
 // Command pushdesk is the Pushdesk real-time message service.
 //
 //	pushdesk [serve]     run HTTP, WebSocket, SSE and the workers (migrates first)
+//	pushdesk worker      run the queue workers, scheduler and background loops only
 //	pushdesk migrate     create or update the MySQL schema and exit
 //	pushdesk token UID   print a user token signed with PUSHDESK_JWT_SECRET
-//	                     (-role agent, -name, -groups a,b, -ttl 24h)
-//	pushdesk agent add --email E --name N   create a console login (prints its password once)
-//	pushdesk agent list                      list console logins
-//	pushdesk agent disable --email E         turn a console login off
+//	pushdesk agent add|list|disable   manage console logins
+//	pushdesk help [COMMAND]           what a command does, its flags and variables
+//
+// Every setting comes from PUSHDESK_* variables (app.Vars lists them).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net/http"
-	_ "net/http/pprof" // served only when PUSHDESK_PPROF_ADDR is set
 	"os"
-	"os/signal"
-	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/pushdesk/pushdesk/app"
-	"github.com/pushdesk/pushdesk/handlers"
-	"github.com/pushdesk/pushdesk/models"
-	"github.com/pushdesk/pushdesk/models/migrations"
 )
+
+// command is one pushdesk command: its help text and what runs it.
+type command struct {
+	name    string
+	usage   string // after "pushdesk "
+	summary string // one line, for the command list
+	about   string // what it does, for `pushdesk help NAME`
+	// flags declares the command's flags on fs (nil: it has none).
+	flags func(fs *flag.FlagSet) any
+	run   func(ctx context.Context, log *slog.Logger, opts any, args []string) error
+}
+
+// commands is filled in init, since help refers to it.
+var commands []*command
+
+func init() {
+	commands = []*command{serveCmd, workerCmd, migrateCmd, tokenCmd, agentCommand, helpCmd}
+}
+
+var helpCmd = &command{
+	name:    "help",
+	usage:   "help [COMMAND]",
+	summary: "this text, or what one command does, its flags and the variables it reads",
+	about:   "Prints the command list, or the help of COMMAND (the same as `pushdesk COMMAND -h`).",
+	run: func(_ context.Context, _ *slog.Logger, _ any, args []string) error {
+		if len(args) == 0 {
+			printOverview(os.Stdout)
+			return nil
+		}
+		c := find(args[0])
+		if c == nil {
+			return fmt.Errorf("unknown command %q (see pushdesk help)", args[0])
+		}
+		printHelp(os.Stdout, c)
+		return nil
+	},
+}
 
 func main() {
 	// Secrets (keys, passwords in URLs and DSNs) never reach a log line.
 	log := slog.New(app.Redacting(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	slog.SetDefault(log)
-	cmd, args := "serve", os.Args[1:]
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
-	}
-	var err error
-	switch cmd {
-	case "serve":
-		err = serve(log)
-	case "migrate":
-		err = migrate(context.Background(), log)
-	case "token":
-		err = token(args)
-	case "agent":
-		err = agentCmd(context.Background(), args)
-	default:
-		err = fmt.Errorf("unknown command %q (want serve, migrate, token or agent)", cmd)
-	}
-	if err != nil {
+	if err := run(context.Background(), log, os.Args[1:]); err != nil {
+		var u usageError
+		if errors.As(err, &u) {
+			if u != "" {
+				fmt.Fprintln(os.Stderr, u)
+			}
+			os.Exit(2)
+		}
 		fmt.Fprintln(os.Stderr, "pushdesk:", app.Redact(err.Error()))
 		os.Exit(1)
 	}
 }
 
-func migrate(ctx context.Context, log *slog.Logger) error {
-	cfg, err := app.ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	db, err := models.Open(ctx, cfg.MySQLDSN, 4)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	applied, err := migrations.Run(ctx, db)
-	if err != nil {
-		return err
-	}
-	log.Info("schema up to date", "applied", applied)
-	return nil
+// usageError is a command line that could not be parsed: what to print
+// (nothing when the parser printed it already); the exit code is 2.
+type usageError string
+
+func (u usageError) Error() string { return string(u) }
+
+// usage is the usageError for command c.
+func usage(c *command) error {
+	return usageError(fmt.Sprintf("usage: pushdesk %s (pushdesk help %s tells more)", c.usage, c.name))
 }
 
-func serve(log *slog.Logger) error {
-	cfg, err := app.ConfigFromEnv()
-	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := migrate(ctx, log); err != nil {
-		return err
-	}
-	a, err := app.New(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	srv, err := handlers.NewServer(a)
-	if err != nil {
-		a.Close()
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		srv.Shutdown(context.Background())
-		return err
-	}
-	if addr := os.Getenv("PUSHDESK_PPROF_ADDR"); addr != "" {
-		// Profiling for operators, on its own (private) listener.
-		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(addr, nil)) }()
-	}
-	log.Info("pushdesk listening", "addr", srv.Addr(), "internal", srv.InternalAddr(), "instance", a.Instance)
-	<-ctx.Done()
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
-	log.Info("stopped")
-	return nil
-}
-
-func token(args []string) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	role := fs.String("role", "user", "user or agent")
-	name := fs.String("name", "", "display name")
-	groups := fs.String("groups", "", "comma-separated segments")
-	ttl := fs.Duration("ttl", 24*time.Hour, "validity")
-	uidArg := ""
+// run parses args (without the program name) and runs the command.
+func run(ctx context.Context, log *slog.Logger, args []string) error {
+	name := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		uidArg, args = args[0], args[1:]
+		name, args = args[0], args[1:]
+	} else if len(args) > 0 && isHelpFlag(args[0]) {
+		printOverview(os.Stdout)
+		return nil
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
+	c := find(name)
+	if c == nil {
+		fmt.Fprintf(os.Stderr, "pushdesk: unknown command %q\n\n", name)
+		printOverview(os.Stderr)
+		return usageError("")
 	}
-	if uidArg == "" && fs.NArg() > 0 {
-		uidArg = fs.Arg(0)
+	if c == helpCmd {
+		return c.run(ctx, log, nil, args)
 	}
-	uid, err := strconv.ParseUint(uidArg, 10, 63)
-	if err != nil || uid == 0 {
-		return fmt.Errorf("usage: pushdesk token UID [-role agent] [-name N] [-groups a,b] [-ttl 24h]")
+	fs := flag.NewFlagSet("pushdesk "+c.name, flag.ContinueOnError)
+	fs.Usage = func() {} // -h prints the help below, on stdout
+	var opts any
+	if c.flags != nil {
+		opts = c.flags(fs)
 	}
-	secret := os.Getenv("PUSHDESK_JWT_SECRET")
-	if secret == "" {
-		return fmt.Errorf("PUSHDESK_JWT_SECRET is required")
+	// Flags may stand before and after the positional arguments
+	// ("token 42 -role agent", "agent add --email E").
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printHelp(os.Stdout, c)
+				return nil
+			}
+			return usage(c)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
-	id := app.Identity{UID: uid, Role: app.Role(*role), Name: *name}
-	if *groups != "" {
-		id.Groups = strings.Split(*groups, ",")
+	return c.run(ctx, log, opts, pos)
+}
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" }
+
+func find(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
 	}
-	tok, err := app.NewAuth(secret).Mint(id, *ttl)
-	if err != nil {
-		return err
-	}
-	fmt.Println(tok)
 	return nil
+}
+
+func printOverview(w io.Writer) {
+	fmt.Fprint(w, `Pushdesk: real-time notification push and support chat, one binary.
+
+Usage: pushdesk COMMAND [flags]
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Without a command, pushdesk runs serve. Settings come from PUSHDESK_*
+variables only; "pushdesk help COMMAND" (or "pushdesk COMMAND -h") says
+what a command does, its flags and the variables it reads.
+`)
+}
+
+func printHelp(w io.Writer, c *command) {
+	fmt.Fprintf(w, "Usage: pushdesk %s\n\n%s\n", c.usage, wrap(c.about, 76))
+	if c.flags != nil {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.flags(fs)
+		fs.SetOutput(w)
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if vs := app.VarsOf(c.name); len(vs) > 0 {
+		fmt.Fprintln(w, "\nVariables it reads:")
+		for _, v := range vs {
+			def := ""
+			switch v.Default {
+			case "":
+			case "required":
+				def = " (required)"
+			default:
+				def = " (default " + v.Default + ")"
+			}
+			fmt.Fprintf(w, "  %-28s %s%s\n", v.Name, v.Meaning, def)
+		}
+	}
+}
+
+// wrap breaks text into lines of at most width runes at spaces, keeping
+// blank lines between paragraphs.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	for i, para := range strings.Split(strings.TrimSpace(text), "\n\n") {
+		if i > 0 {
+			b.WriteString("\n\n")
+		}
+		n := 0
+		for j, word := range strings.Fields(para) {
+			if j > 0 && n+1+len(word) > width {
+				b.WriteString("\n")
+				n = 0
+			} else if j > 0 {
+				b.WriteString(" ")
+				n++
+			}
+			b.WriteString(word)
+			n += len(word)
+		}
+	}
+	return b.String()
 }

@@ -13,6 +13,11 @@ import (
 // adminPath is where asynqmon is mounted.
 const adminPath = "/admin/queues"
 
+// routeMetrics mounts /metrics: a's Prometheus registry.
+func routeMetrics(f *fiber.App, a *app.App) {
+	f.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{})))
+}
+
 // routeOps mounts /metrics and asynqmon (see routeAdmin) on f. On the
 // public listener (public: there is no internal one) /metrics asks for
 // the metrics token.
@@ -20,7 +25,7 @@ func routeOps(f *fiber.App, a *app.App, redisOpt asynq.RedisConnOpt, public bool
 	if public {
 		f.Get("/metrics", metricsAuth(a.Cfg.MetricsToken))
 	}
-	f.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{})))
+	routeMetrics(f, a)
 	routeAdmin(f, a, redisOpt, public)
 }
 

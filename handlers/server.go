@@ -33,6 +33,8 @@ type Server struct {
 	direct           *jobs.Direct       // nil without workers or with PUSHDESK_DIRECT_DELIVERY=0
 	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.Workers)
 	scheduler        *asynq.PeriodicTaskManager
+	queueStats       *jobs.QueueCollector // with the workers: the queues' state on /metrics
+	healthOnly       bool                 // pushdesk worker: the one listener is HealthAddr's
 	draining         atomic.Bool
 	shutdown         sync.Once
 	// frameHook, when set (by tests, before any connection), handles
@@ -53,16 +55,10 @@ func NewServer(a *app.App) (*Server, error) {
 	// process without them, everyone's (see jobs.Waker).
 	wake := func() { go a.PublishWake() }
 	if a.Cfg.RunWorkers {
-		var tasks context.Context
-		tasks, s.cancelTasks = context.WithCancel(context.Background())
-		if s.workers, err = jobs.NewWorkers(redisOpt, a.Cfg, a.Log, tasks); err != nil {
+		if err := s.setupWorkers(redisOpt); err != nil {
 			return nil, err
 		}
 		wake = s.workers.Waker().Wake
-		a.SetOnWake(wake)
-		if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
-			return nil, err
-		}
 	}
 	q := jobs.Queue{Client: s.queue, Wake: wake}
 	if a.Cfg.RunWorkers && !a.Cfg.NoDirectDelivery {
@@ -86,6 +82,26 @@ func NewServer(a *app.App) (*Server, error) {
 	}
 	s.routePublic(s.public)
 	return s, nil
+}
+
+// setupWorkers configures the asynq worker loops and the scheduler, and
+// lets other processes' wakes reach the loops.
+func (s *Server) setupWorkers(redisOpt asynq.RedisConnOpt) error {
+	a := s.App
+	var tasks context.Context
+	tasks, s.cancelTasks = context.WithCancel(context.Background())
+	var err error
+	if s.workers, err = jobs.NewWorkers(redisOpt, a.Cfg, a.Log, tasks); err != nil {
+		return err
+	}
+	a.SetOnWake(s.workers.Waker().Wake)
+	if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
+		return err
+	}
+	// The queues are desk-wide: processes with workers export them, so a
+	// web-only process's scrapes cost Redis nothing.
+	s.queueStats = jobs.NewQueueCollector(redisOpt)
+	return a.Metrics.Registry.Register(s.queueStats)
 }
 
 func newFiber(a *app.App) *fiber.App {
@@ -114,18 +130,7 @@ func (s *Server) routeInternal(f *fiber.App) {
 
 func (s *Server) routePublic(f *fiber.App) {
 	a := s.App
-	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	f.Get("/readyz", func(c *fiber.Ctx) error {
-		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
-		defer cancel()
-		if s.draining.Load() {
-			return app.Errorf(503, "draining", "shutting down")
-		}
-		if err := a.Ready(ctx); err != nil {
-			return app.Errorf(503, "unavailable", "%v", err)
-		}
-		return c.JSON(fiber.Map{"status": "ready"})
-	})
+	s.routeHealth(f)
 	// Browsers on the main site's pages call these from another origin.
 	browser := cors.New(cors.Config{
 		AllowOrigins: a.Cfg.CORSOrigins,
@@ -146,15 +151,36 @@ func (s *Server) routePublic(f *fiber.App) {
 	f.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 }
 
+// routeHealth mounts /healthz (200 while the process runs) and /readyz
+// (200 while Redis and MySQL answer and the process is not draining).
+func (s *Server) routeHealth(f *fiber.App) {
+	f.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	f.Get("/readyz", func(c *fiber.Ctx) error {
+		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+		defer cancel()
+		if s.draining.Load() {
+			return app.Errorf(503, "draining", "shutting down")
+		}
+		if err := s.App.Ready(ctx); err != nil {
+			return app.Errorf(503, "unavailable", "%v", err)
+		}
+		return c.JSON(fiber.Map{"status": "ready"})
+	})
+}
+
 // Start binds the listeners, starts serving and starts the worker.
 func (s *Server) Start() error {
 	cfg := s.App.Cfg
-	tcp, err := net.Listen("tcp", cfg.Addr)
+	addr := cfg.Addr
+	if s.healthOnly {
+		addr = cfg.HealthAddr
+	}
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	var ln net.Listener = corkListener{tcp}
-	if cfg.TLSCert != "" {
+	if cfg.TLSCert != "" && !s.healthOnly {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			ln.Close()
@@ -236,6 +262,9 @@ func (s *Server) shutdownOnce(ctx context.Context) {
 		stop.Stop()
 	}
 	direct.Wait()
+	if s.queueStats != nil {
+		_ = s.queueStats.Close()
+	}
 	s.App.Close()
 	_ = s.queue.Close() // after App.Close: its ingest batcher flushes into the queue
 }

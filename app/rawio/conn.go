@@ -3,7 +3,6 @@ package rawio
 import (
 	"context"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 )
@@ -68,9 +67,10 @@ func SyscallConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
-// Off switches raw calls off for connections wrapped from now on
-// (PUSHDESK_RAW_IO=off): a way out should a kernel ever disagree.
-var Off = os.Getenv("PUSHDESK_RAW_IO") == "off"
+// Off switches raw calls off for connections wrapped from now on: a way
+// out should a kernel ever disagree. The command sets it from
+// PUSHDESK_RAW_IO=off (app.Config.RawIOOff) before it opens any.
+var Off bool
 
 // Dial dials with d and wraps the connection.
 func Dial(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {

@@ -18,8 +18,10 @@ var Migrations = migrate.NewMigrations()
 // migrator never leaves the schema locked (bun's lock table would).
 const lockName = "pushdesk_migrate"
 
-// Run applies every pending migration. It is idempotent and safe to call
-// from several processes at once.
+// Run applies every pending migration and returns the names of those it
+// applied (none when the schema was up to date), as their files are named
+// without ".go". It is idempotent and safe to call from several processes
+// at once.
 func Run(ctx context.Context, db *bun.DB) (applied []string, err error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -41,7 +43,11 @@ func Run(ctx context.Context, db *bun.DB) (applied []string, err error) {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	for _, mg := range group.Migrations {
-		applied = append(applied, mg.Name)
+		name := mg.Name // its file's name: the time, then what it does
+		if mg.Comment != "" {
+			name += "_" + mg.Comment
+		}
+		applied = append(applied, name)
 	}
 	return applied, nil
 }

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when PUSHDESK_PPROF_ADDR is set
+	"net/url"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/rawio"
+	"github.com/pushdesk/pushdesk/handlers"
+	"github.com/pushdesk/pushdesk/models"
+	"github.com/pushdesk/pushdesk/models/migrations"
+)
+
+var serveCmd = &command{
+	name:    "serve",
+	usage:   "serve",
+	summary: "run HTTP, WebSocket, SSE, the console and (by default) the queue workers",
+	about: `Migrates the schema, then serves the public listener (WebSocket /ws, SSE /sse,
+the user and chat APIs, the agent console, /healthz, /readyz), the internal API
+(/internal/v1/*, /metrics, asynqmon at /admin/queues/) on PUSHDESK_INTERNAL_ADDR
+or else on the public listener, and the asynq workers, scheduler and background
+loops.
+
+With PUSHDESK_WORKERS=0 it is web-only: run "pushdesk worker" beside it.
+SIGTERM or SIGINT drains: clients are told to reconnect elsewhere, in-flight
+tasks finish, nothing queued is lost.`,
+	run: func(ctx context.Context, log *slog.Logger, _ any, _ []string) error { return serve(ctx, log, false) },
+}
+
+var workerCmd = &command{
+	name:    "worker",
+	usage:   "worker",
+	summary: "run the queue workers, scheduler and background loops only (no public listener)",
+	about: `Migrates the schema, then runs what serve runs besides its listeners: the asynq
+worker loops (fast and delayed delivery, broadcast fan-out, retention), the
+scheduler (recurring broadcasts, hourly retention), the registry sweeper and
+the chat loop. Its only listener is PUSHDESK_HEALTH_ADDR, with /healthz,
+/readyz and /metrics.
+
+Run it beside web-only serve processes (PUSHDESK_WORKERS=0): they queue the
+work and wake its loops through Redis. SIGTERM or SIGINT lets in-flight tasks
+finish.`,
+	run: func(ctx context.Context, log *slog.Logger, _ any, _ []string) error { return serve(ctx, log, true) },
+}
+
+var migrateCmd = &command{
+	name:    "migrate",
+	usage:   "migrate",
+	summary: "create or update the MySQL schema (the 128 message shards included) and exit",
+	about: `Applies every migration the database lacks, creating the database if it is
+missing, and exits. Idempotent and safe to run from several processes at once
+(a MySQL named lock); serve and worker run it too when they start.`,
+	run: func(ctx context.Context, log *slog.Logger, _ any, _ []string) error {
+		cfg, err := app.ConfigFromEnv()
+		if err != nil {
+			return err
+		}
+		return migrate(ctx, log, cfg)
+	},
+}
+
+type tokenOpts struct {
+	role, name, groups *string
+	ttl                *time.Duration
+}
+
+var tokenCmd = &command{
+	name:    "token",
+	usage:   "token UID [-role agent] [-name N] [-groups a,b] [-ttl 24h]",
+	summary: "print a token for user (or agent) UID, signed with PUSHDESK_JWT_SECRET",
+	about: `Prints an HS256 JWT for UID, as the main site would sign it: for trying the
+service and for tests. Agents log in to the console with "pushdesk agent" logins
+instead.`,
+	flags: func(fs *flag.FlagSet) any {
+		return &tokenOpts{
+			role:   fs.String("role", "user", "user or agent"),
+			name:   fs.String("name", "", "display name"),
+			groups: fs.String("groups", "", "comma-separated segments"),
+			ttl:    fs.Duration("ttl", 24*time.Hour, "validity"),
+		}
+	},
+	run: token,
+}
+
+// serve runs serve or, with workerOnly, worker, until SIGINT or SIGTERM.
+func serve(ctx context.Context, log *slog.Logger, workerOnly bool) error {
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	rawio.Off = cfg.RawIOOff
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := migrate(ctx, log, cfg); err != nil {
+		return err
+	}
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	newServer := handlers.NewServer
+	if workerOnly {
+		newServer = handlers.NewWorker
+	}
+	srv, err := newServer(a)
+	if err != nil {
+		a.Close()
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	if cfg.PprofAddr != "" {
+		// Profiling for operators, on its own (private) listener.
+		go func() { log.Warn("pprof stopped", "err", http.ListenAndServe(cfg.PprofAddr, nil)) }()
+	}
+	logStarted(log, a, srv, workerOnly)
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	log.Info("stopped")
+	return nil
+}
+
+// logStarted says, one line each, what listens where and which optional
+// parts are on.
+func logStarted(log *slog.Logger, a *app.App, srv *handlers.Server, workerOnly bool) {
+	cfg := a.Cfg
+	log = log.With("instance", a.Instance)
+	onOff := func(on bool) string {
+		if on {
+			return "on"
+		}
+		return "off"
+	}
+	workers := func() {
+		log.Info("queue workers on", "loops", cfg.WorkerLoops, "concurrency", cfg.WorkerConcurrency,
+			"poll", cfg.QueuePoll.String(), "scheduler", "on")
+	}
+	if workerOnly {
+		log.Info("pushdesk worker started: no public listener", "health", srv.Addr(),
+			"serves", "/healthz /readyz /metrics", "metrics", "http://"+srv.Addr()+"/metrics")
+		workers()
+		return
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	log.Info("public listener", "addr", srv.Addr(), "tls", onOff(cfg.TLSCert != ""),
+		"serves", "/ws /sse /api/v1/ /console/ /demo/ /healthz /readyz")
+	internal := srv.InternalAddr()
+	ischeme := "http"
+	if cfg.InternalAddr == "" {
+		internal, ischeme = srv.Addr()+" (the public listener)", scheme
+	}
+	log.Info("internal API", "addr", internal, "serves", "/internal/v1/ /metrics /admin/queues/")
+	base := ischeme + "://" + srv.InternalAddr()
+	metricsAuth := "none (internal listener)"
+	if cfg.InternalAddr == "" {
+		metricsAuth = "Authorization: Bearer $PUSHDESK_METRICS_TOKEN (default: the ingest key)"
+	}
+	log.Info("metrics on", "url", base+"/metrics", "auth", metricsAuth)
+	if cfg.AdminPassword != "" && cfg.AdminPassword != cfg.IngestKey { // else off, as handlers says
+		log.Info("asynqmon on (basic auth)", "url", base+"/admin/queues/", "user", cfg.AdminUser, "password", "PUSHDESK_ADMIN_PASSWORD")
+	} else {
+		log.Info("asynqmon off: PUSHDESK_ADMIN_PASSWORD is unset (or the ingest key)")
+	}
+	if cfg.AuthURL != "" {
+		host := cfg.AuthURL
+		if u, err := url.Parse(cfg.AuthURL); err == nil {
+			host = u.Host
+		}
+		log.Info("user center on: opaque tokens are checked there", "host", host)
+	} else {
+		log.Info("user center off: tokens are HS256 JWTs only")
+	}
+	if cfg.RunWorkers {
+		workers()
+		log.Info("direct delivery " + onOff(!cfg.NoDirectDelivery))
+	} else {
+		log.Info("queue workers off (PUSHDESK_WORKERS=0): run pushdesk worker beside this process")
+	}
+	if cfg.PprofAddr != "" {
+		log.Info("pprof on", "addr", cfg.PprofAddr)
+	}
+}
+
+// migrate applies the migrations the database lacks and says which.
+func migrate(ctx context.Context, log *slog.Logger, cfg app.Config) error {
+	db, err := models.Open(ctx, cfg.MySQLDSN, 4)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := migrations.Run(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		log.Info("schema up to date: no migration to apply")
+	} else {
+		log.Info("schema migrated", "applied", applied)
+	}
+	return nil
+}
+
+func token(_ context.Context, _ *slog.Logger, o any, args []string) error {
+	opts := o.(*tokenOpts)
+	if len(args) != 1 {
+		return usage(find("token"))
+	}
+	uid, err := strconv.ParseUint(args[0], 10, 63)
+	if err != nil || uid == 0 {
+		return usageError(fmt.Sprintf("pushdesk token: UID %q: want a positive integer", args[0]))
+	}
+	cfg, err := app.ConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	if cfg.JWTSecret == "" {
+		return fmt.Errorf("PUSHDESK_JWT_SECRET is required")
+	}
+	id := app.Identity{UID: uid, Role: app.Role(*opts.role), Name: *opts.name}
+	if *opts.groups != "" {
+		id.Groups = strings.Split(*opts.groups, ",")
+	}
+	tok, err := app.NewAuth(cfg.JWTSecret).Mint(id, *opts.ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Println(tok)
+	return nil
+}
