@@ -39,6 +39,14 @@ func newMetrics(a *App) *Metrics {
 		PushLatency:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushdesk_delivery_latency_seconds", Help: "From ingest to the push leaving for the user's instances.", Buckets: lat}),
 		Connects:     prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_connects_total", Help: "Client connections accepted."}),
 	}
+	// Known label values start at zero, so their series exist (and rate()
+	// works) before the first event.
+	for _, q := range []string{"fast", "delayed"} {
+		m.Ingested.WithLabelValues(q)
+	}
+	for _, where := range []string{"connection log", "last seen", "connection log dropped", "last seen dropped", "push retry dropped"} {
+		m.Errors.WithLabelValues(where)
+	}
 	r.MustRegister(m.Ingested, m.Released, m.Duplicates, m.Stored, m.Collapsed, m.Pushed, m.Errors, m.QueueLatency, m.PushLatency, m.Connects,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushdesk_connections", Help: "Open client connections on this instance."},
 			func() float64 { n, _ := a.Hub.Stats(); return float64(n) }),
