@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
-# Build: one static binary, no cgo.
-FROM golang:1.26-bookworm AS build
+# Build: one static binary, the same `go build` of the module root as
+# `go tool task run` makes, without cgo (nothing here needs it) and without
+# the symbol table. The Go version is go.mod's (its `go` line); keep the two
+# in step.
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -11,8 +14,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/pushdesk .
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/pushdesk /pushdesk
 ENV PUSHDESK_ADDR=:8080
-EXPOSE 8080
+EXPOSE 8080 8081
 USER nonroot:nonroot
 # CMD only (no ENTRYPOINT): fly.toml's process and release commands replace
-# it whole, as does `docker run image /pushdesk migrate`.
+# it whole, as does `docker run image /pushdesk worker`.
 CMD ["/pushdesk", "serve"]
