@@ -145,23 +145,31 @@ func (a *App) undoCounts(ctx context.Context, uids, ids []uint64) {
 
 // deliverCollapsed stores m through the collapse upsert, then counts it
 // (only if it made a new message) and pushes the resulting message: for a
-// merge that is the existing id with its new count.
+// merge that is the existing id with its new count. A repeat of m (applied
+// before, by this task or another) counts nothing and pushes the row m
+// went into as it is now, if it is still there.
 func (a *App) deliverCollapsed(ctx context.Context, m models.Message, recount bool) error {
 	uids, ids := []uint64{m.ToUID}, []uint64{m.ID}
 	if err := a.markInFlight(ctx, uids, ids); err != nil {
 		return err
 	}
-	row, err := a.Repo.UpsertCollapsed(ctx, m)
+	row, applied, err := a.Repo.UpsertCollapsed(ctx, m)
 	if err != nil {
 		a.clearInFlight(ctx, uids, ids)
 		return err
 	}
-	incr := "1"
-	if row.ID != m.ID {
-		incr = "0"
-		a.Metrics.Collapsed.Inc()
-	} else {
+	if row.ID == 0 { // a repeat whose row was purged: nothing to count or show
+		a.clearInFlight(ctx, uids, ids)
+		return nil
+	}
+	incr := "0"
+	switch {
+	case !applied:
+	case row.ID == m.ID:
+		incr = "1"
 		a.Metrics.Stored.Inc()
+	default:
+		a.Metrics.Collapsed.Inc()
 	}
 	if recount {
 		if err := a.resetUnread(ctx, m.ToUID); err != nil {

@@ -21,7 +21,9 @@ const (
 // counter cache rebuilt. They are noted in Redis before their rows go and
 // forgotten only once reset, so a reset that fails (or a purge that dies
 // between the delete and the reset) is finished by the next purge: their
-// rows are gone by then, and nothing else would find them.
+// rows are gone by then, and nothing else would find them. It also
+// forgets which collapsing messages were applied, once past
+// collapseAppliedKeep.
 func (a *App) PurgeExpired(ctx context.Context) (int64, error) {
 	if err := a.resetPurged(ctx); err != nil {
 		return 0, err
@@ -53,7 +55,38 @@ func (a *App) PurgeExpired(ctx context.Context) (int64, error) {
 	if total > 0 {
 		a.Log.Info("retention purge", "deleted", total, "cutoff", cutoff)
 	}
+	if err := a.pruneCollapseApplied(ctx); err != nil {
+		return total, err
+	}
 	return total, nil
+}
+
+// collapseAppliedKeep is how long the record that a collapsing message was
+// applied is kept (see models.Repo.UpsertCollapsed): a retried delivery
+// within it changes nothing. A delivery's own retries end within about 40
+// minutes (jobs: 20 retries at most 64 s apart, 60 s each); this is the
+// ingest idempotency window, so a repeat within 25 h is harmless whichever
+// way it comes back, with room for a backlog or a stopped worker fleet.
+const collapseAppliedKeep = idemTTL
+
+// pruneCollapseApplied forgets collapse records older than
+// collapseAppliedKeep, a batch at a time.
+func (a *App) pruneCollapseApplied(ctx context.Context) error {
+	cutoff := a.Clock.Now().Add(-collapseAppliedKeep).UTC()
+	for {
+		n, err := a.Repo.DeleteCollapseAppliedBefore(ctx, cutoff, purgeBatch)
+		if err != nil {
+			return fmt.Errorf("prune collapse records: %w", err)
+		}
+		if n < purgeBatch {
+			return nil
+		}
+		select {
+		case <-time.After(purgePause):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // purgeBatch deletes up to purgeBatch expired rows of one shard, first

@@ -388,50 +388,6 @@ func (r *Repo) LastSeen(ctx context.Context, uids []uint64) ([]LastSeen, error) 
 	return rows, nil
 }
 
-// UpsertCollapsed stores m, a message with a collapse key: when its user
-// has an unread message of the same kind and key, that one counts up,
-// takes m's body and moves to m's place in the order instead. It returns
-// the resulting row. Applying the same m twice changes nothing the second
-// time (the count only moves for a newer sort key), even after the user
-// read the row m went into, as long as m is still that row's newest: a
-// row of the same kind and key with m's sort key (ids are unique) is
-// returned as it is.
-func (r *Repo) UpsertCollapsed(ctx context.Context, m Message) (Message, error) {
-	var out Message
-	expr, table := shardExpr(m.ToUID)
-	// Outside the transaction: a read there would fix its snapshot before
-	// the insert, and the select after an insert that changed nothing
-	// could then miss a row another transaction committed meanwhile.
-	err := r.DB.NewSelect().Model(&out).ModelTableExpr(expr, table).
-		Where("m.to_uid = ? AND m.sort_key = ? AND m.kind = ? AND m.collapse_key = ?", m.ToUID, m.SortKey, m.Kind, m.CollapseKey).
-		Limit(1).Scan(ctx)
-	if err == nil {
-		return out, nil // applied before
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return Message{}, fmt.Errorf("look up collapsed message for %d: %w", m.ToUID, err)
-	}
-	err = r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		_, err := tx.NewInsert().Model(&m).ModelTableExpr(ShardTable(m.ToUID)).
-			On("DUPLICATE KEY UPDATE").
-			Set("count = count + IF(VALUES(sort_key) > sort_key, 1, 0)").
-			Set("body = IF(VALUES(sort_key) > sort_key, VALUES(body), body)").
-			Set("updated_at = IF(VALUES(sort_key) > sort_key, VALUES(updated_at), updated_at)").
-			Set("sort_key = GREATEST(sort_key, VALUES(sort_key))"). // last: the SETs above read the old value
-			Exec(ctx)
-		if err != nil {
-			return err
-		}
-		return tx.NewSelect().Model(&out).ModelTableExpr(expr, table).
-			Where("m.to_uid = ? AND (m.id = ? OR m.collapse_open = CONCAT(?, '/', ?))", m.ToUID, m.ID, m.Kind, m.CollapseKey).
-			OrderExpr("m.sort_key DESC").Limit(1).Scan(ctx)
-	})
-	if err != nil {
-		return Message{}, fmt.Errorf("upsert collapsed message for %d: %w", m.ToUID, err)
-	}
-	return out, nil
-}
-
 // DeleteOlder deletes up to limit messages created before cutoff from one
 // shard and returns how many went. Before it deletes, it hands the users
 // who are about to lose unread messages to before (when there are any);
