@@ -76,7 +76,7 @@ func main() {
 	flag.Uint64Var(&cfg.uidBase, "uid-base", 0, "first user id (default: random, so runs do not share users)")
 	flag.StringVar(&pids, "pid", "", "comma-separated server pids, for RSS per connection")
 	flag.StringVar(&storePids, "store-pids", "", "comma-separated pids of the stores (Redis, MariaDB), for their CPU use")
-	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, observe (count broadcasts another bench process posts), or chat (see chat.go)")
+	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, observe (count broadcasts another bench process posts), chat (see chat.go) or storm (see storm.go)")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "broadcasts to send, 0.5 s apart (broadcast mode)")
 	flag.Int64Var(&cfg.postAt, "post-at", 0, "unix time to start posting at (to line up several bench processes)")
 	flag.IntVar(&cfg.rate, "rate", 0, "cap on messages posted per second (0: as fast as the publishers go)")
@@ -101,8 +101,11 @@ func main() {
 		cfg.uidBase = uint64(rand.IntN(1_000_000))*1_000_000 + 1
 	}
 	runMode := run
-	if cfg.mode == "chat" {
+	switch cfg.mode {
+	case "chat":
 		runMode = runChat
+	case "storm":
+		runMode = runStorm
 	}
 	if err := runMode(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -339,22 +342,7 @@ func dial(cfg config, auth *app.Auth, uid uint64, i int) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := cfg.urls[i%len(cfg.urls)]
-	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + tok
-	local := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%200))}
-	d := websocket.Dialer{
-		ReadBufferSize:   1024,
-		WriteBufferSize:  1024,
-		HandshakeTimeout: 30 * time.Second,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return wrap(c), nil
-		},
-	}
-	conn, _, err := d.Dial(u, nil)
+	conn, err := dialWS(cfg, tok, i)
 	if err != nil {
 		return nil, err
 	}
@@ -371,6 +359,28 @@ func dial(cfg config, auth *app.Auth, uid uint64, i int) (*client, error) {
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return &client{uid: uid, conn: conn, done: make(chan struct{})}, nil
+}
+
+// dialWS opens client i's WebSocket with token tok, from the i-th local
+// source address.
+func dialWS(cfg config, tok string, i int) (*websocket.Conn, error) {
+	base := cfg.urls[i%len(cfg.urls)]
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?token=" + tok
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%200))}
+	d := websocket.Dialer{
+		ReadBufferSize:   1024,
+		WriteBufferSize:  1024,
+		HandshakeTimeout: 30 * time.Second,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(c), nil
+		},
+	}
+	conn, _, err := d.Dial(u, nil)
+	return conn, err
 }
 
 func read(c *client, st *stats) {
