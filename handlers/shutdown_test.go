@@ -10,8 +10,8 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/jobs"
-	"github.com/redis/rueidis"
 )
 
 // A worker stopping while a delivery waits on its commit must not let that
@@ -27,15 +27,7 @@ func TestShutdownMidDeliveryCountsOnce(t *testing.T) {
 }
 
 func shutdownMidDelivery(t *testing.T, noDirect bool) {
-	const redisURL = "redis://127.0.0.1:6379/13" // a queue of its own: the shared test server must not take the task
-	r, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}, SelectDB: 13, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Do(context.Background(), r.B().Flushdb().Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
+	redisURL := testsvc.Redis(t) // a queue of its own: the shared test server must not take the task
 	config := func(c *app.Config) {
 		c.RedisURL, c.RunWorkers, c.WorkerShutdown, c.NoDirectDelivery = redisURL, true, 2*time.Second, noDirect
 	}
@@ -69,7 +61,7 @@ func shutdownMidDelivery(t *testing.T, noDirect bool) {
 	s1.Shutdown(context.Background())
 
 	s2 := startServer(t, config)
-	inspect := asynq.NewInspector(asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 13})
+	inspect := asynq.NewInspector(redisOpt(t, redisURL))
 	defer inspect.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -94,15 +86,7 @@ func shutdownMidDelivery(t *testing.T, noDirect bool) {
 // through the queue to the workers and arrives the same: pushed, counted
 // once, stored, and the queue left empty.
 func TestQueuedDeliveryWithoutDirect(t *testing.T) {
-	const redisURL = "redis://127.0.0.1:6379/14" // a queue of its own
-	r, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{"127.0.0.1:6379"}, SelectDB: 14, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Do(context.Background(), r.B().Flushdb().Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
+	redisURL := testsvc.Redis(t) // a queue of its own: the shared test server must not take the task
 	s := startServer(t, func(c *app.Config) { c.RedisURL, c.RunWorkers, c.NoDirectDelivery = redisURL, true, true })
 	uid := newUID()
 	conn, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws?token="+mint(t, uid), nil)
@@ -125,7 +109,7 @@ func TestQueuedDeliveryWithoutDirect(t *testing.T) {
 		t.Fatalf("unread = %v, want total 1", u)
 	}
 	waitRows(t, uid, 1)
-	inspect := asynq.NewInspector(asynq.RedisClientOpt{Addr: "127.0.0.1:6379", DB: 14})
+	inspect := asynq.NewInspector(redisOpt(t, redisURL))
 	defer inspect.Close()
 	deadline := time.Now().Add(5 * time.Second) // the task is done a moment after its commit
 	for {
@@ -138,4 +122,13 @@ func TestQueuedDeliveryWithoutDirect(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func redisOpt(t *testing.T, url string) asynq.RedisConnOpt {
+	t.Helper()
+	opt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opt
 }

@@ -6,7 +6,9 @@ import (
 	"net"
 	"testing"
 
+	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app/rawio"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -14,7 +16,11 @@ import (
 func TestRawDialWrapsTCP(t *testing.T) {
 	var d net.Dialer
 	dial := rawDial{}.DialHook(d.DialContext)
-	c, err := dial(context.Background(), "tcp", "127.0.0.1:6379")
+	opt, err := asynq.ParseRedisURI(testsvc.Redis(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := dial(context.Background(), "tcp", opt.(asynq.RedisClientOpt).Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,30 +4,22 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/redis/go-redis/v9"
 )
 
-// testRedisOpt returns the jobs tests' Redis database, emptied.
+// testRedisOpt returns an empty Redis of the test's own: asynq has no key
+// prefix, so a shared database would mix queues with other runs.
 func testRedisOpt(t *testing.T) asynq.RedisConnOpt {
 	t.Helper()
-	url := os.Getenv("PUSHDESK_TEST_JOBS_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/12"
-	}
-	opt, err := asynq.ParseRedisURI(url)
+	opt, err := asynq.ParseRedisURI(testsvc.Redis(t))
 	if err != nil {
 		t.Fatal(err)
-	}
-	c := opt.MakeRedisClient().(redis.UniversalClient)
-	defer c.Close()
-	if err := c.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at %s: %v", url, err)
 	}
 	return opt
 }

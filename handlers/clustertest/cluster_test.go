@@ -101,6 +101,7 @@ func TestThreeInstances(t *testing.T) {
 	})
 
 	t.Run("Redis loses its data: instances re-register their connections", func(t *testing.T) {
+		// rds is this test's own redis-server (startRedis), never a shared one.
 		out, err := exec.Command("redis-cli", "-p", fmt.Sprint(rds.port), "FLUSHALL").CombinedOutput()
 		if err != nil {
 			t.Fatalf("FLUSHALL: %v %s", err, out)

@@ -19,6 +19,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
 
 const (
@@ -121,9 +122,9 @@ func waitTCP(tb testing.TB, addr string) {
 // freshDatabase drops and returns a DSN for a database of the test's own.
 func freshDatabase(tb testing.TB, name string) string {
 	tb.Helper()
-	base := os.Getenv("PUSHDESK_TEST_MYSQL_DSN")
+	base := os.Getenv("PUSHDESK_MYSQL_DSN")
 	if base == "" {
-		base = "root@tcp(127.0.0.1:3306)/x"
+		base = testsvc.DefaultMySQLDSN
 	}
 	cfg, err := mysql.ParseDSN(base)
 	if err != nil {

@@ -2,11 +2,9 @@ package browsertest
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,8 +20,8 @@ import (
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"github.com/go-sql-driver/mysql"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
 
 const (
@@ -66,10 +64,6 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "browsertest: skipped, no Chromium (apt-get install chromium; PUSHDESK_BROWSER_TESTS=required makes this a failure)")
 		return 0
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		fmt.Fprintln(os.Stderr, "browsertest: redis-server is not installed")
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "pushdesk-browser-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -84,13 +78,14 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "browsertest: build:", err)
 		return 1
 	}
-	redis, err := startRedis(dir)
+	redis, url, err := testsvc.StartRedis(dir)
+	env.redisURL = url
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "browsertest:", err)
 		return 1
 	}
 	defer redis.Process.Kill()
-	dsn, drop, err := ownDatabase()
+	dsn, drop, err := testsvc.OwnDatabase(dbName)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "browsertest: mysql:", err)
 		return 1
@@ -138,58 +133,11 @@ func tail(s string, n int) string {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testsvc.FreePort()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startRedis starts an empty redis-server of the tests' own.
-func startRedis(dir string) (*exec.Cmd, error) {
-	port := freePort()
-	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	for range 100 {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			env.redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-			return cmd, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cmd.Process.Kill()
-	return nil, fmt.Errorf("redis-server on %d did not open", port)
-}
-
-// ownDatabase (re)creates the tests' own database on the MySQL that
-// PUSHDESK_MYSQL_DSN names, and returns its DSN and how to drop it.
-func ownDatabase() (string, func(), error) {
-	base := os.Getenv("PUSHDESK_MYSQL_DSN")
-	if base == "" {
-		base = "root@tcp(127.0.0.1:3306)/pushdesk"
-	}
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		return "", nil, err
-	}
-	cfg.DBName = ""
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return "", nil, err
-	}
-	if _, err := db.Exec("DROP DATABASE IF EXISTS `" + dbName + "`"); err != nil {
-		db.Close()
-		return "", nil, err
-	}
-	cfg.DBName = dbName
-	return cfg.FormatDSN(), func() {
-		_, _ = db.Exec("DROP DATABASE IF EXISTS `" + dbName + "`")
-		db.Close()
-	}, nil
+	return port
 }
 
 func serverEnv() []string {

@@ -1,0 +1,98 @@
+// Package testsvc starts the throwaway servers tests need, so that no
+// test flushes or drops what a developer keeps in their own Redis or
+// MySQL: a redis-server of the test's own on a free loopback port, and a
+// database of the test's own on the MySQL that PUSHDESK_MYSQL_DSN names.
+package testsvc
+
+import (
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// DefaultMySQLDSN is the server Pushdesk itself uses when
+// PUSHDESK_MYSQL_DSN is unset (CONTRACT.md).
+const DefaultMySQLDSN = "root@tcp(127.0.0.1:3306)/pushdesk"
+
+// Redis starts an empty redis-server for tb, stopped when tb ends, and
+// returns its URL (database 0). Without redis-server installed, tb fails.
+func Redis(tb testing.TB) string {
+	tb.Helper()
+	cmd, url, err := StartRedis(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return url
+}
+
+// StartRedis starts an empty redis-server with its files in dir (no
+// persistence) and returns the process and its URL; the caller kills it.
+func StartRedis(dir string) (*exec.Cmd, string, error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, "", fmt.Errorf("redis-server is not installed (Debian package redis-server)")
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return cmd, "redis://" + addr + "/0", nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return nil, "", fmt.Errorf("redis-server on %s did not open", addr)
+}
+
+// FreePort is a loopback TCP port nobody listens on right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// OwnDatabase (re)creates database name on the MySQL server that
+// PUSHDESK_MYSQL_DSN names (Pushdesk's default without it) and returns
+// its DSN and a func that drops it. name must be the caller's own.
+func OwnDatabase(name string) (string, func(), error) {
+	base := os.Getenv("PUSHDESK_MYSQL_DSN")
+	if base == "" {
+		base = DefaultMySQLDSN
+	}
+	cfg, err := mysql.ParseDSN(base)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.DBName = ""
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
+		db.Close()
+		return "", nil, err
+	}
+	cfg.DBName = name
+	return cfg.FormatDSN(), func() {
+		_, _ = db.Exec("DROP DATABASE IF EXISTS `" + name + "`")
+		db.Close()
+	}, nil
+}
