@@ -52,15 +52,8 @@ func TestBellCountsAndMarkAllRead(t *testing.T) {
 // back to SSE and still gets notifications and chat lines, and its chat
 // lines go out over REST.
 func TestSSEWhenWebSocketIsBlocked(t *testing.T) {
-	stamp := newUID()
-	email := fmt.Sprintf("sse-agent-%d@example.com", stamp)
-	_, pw := addAgent(t, email, "Sam")
-	agent := newPage(t, "agent", 1440, 900)
-	agent.login(email, pw)
-
-	uid := newUID()
-	tok := token(t, uid, "", "")
-	closeLeftovers(t, tok)
+	agent := signedInAgent(t, "Sam")
+	uid, tok := newUser(t)
 	user := newPage(t, "user", 360, 740)
 	user.blockWebSocket()
 	user.open("/demo/?token=" + tok)

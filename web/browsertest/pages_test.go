@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -131,4 +132,25 @@ func unreadTotal(tb testing.TB, tok string) int {
 		tb.Fatal(err)
 	}
 	return out.Total
+}
+
+// signedInAgent makes a console login named name and signs it in on a
+// console page of its own.
+func signedInAgent(t *testing.T, name string) *page {
+	t.Helper()
+	email := fmt.Sprintf("%s-%d@example.com", strings.ToLower(name), newUID())
+	_, pw := addAgent(t, email, name)
+	p := newPage(t, "agent "+name, 1440, 900)
+	p.login(email, pw)
+	return p
+}
+
+// newUser is a fresh user's token; their conversation is closed when the
+// test ends.
+func newUser(t *testing.T) (uid uint64, tok string) {
+	t.Helper()
+	uid = newUID()
+	tok = token(t, uid, "", "")
+	closeLeftovers(t, tok)
+	return uid, tok
 }

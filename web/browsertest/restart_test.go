@@ -15,15 +15,8 @@ import (
 // by themselves, and every line shows exactly once — including one the
 // user sent while the server was down.
 func TestRestartUnderBothPages(t *testing.T) {
-	stamp := newUID()
-	email := fmt.Sprintf("restart-agent-%d@example.com", stamp)
-	_, pw := addAgent(t, email, "Rita")
-	agent := newPage(t, "agent", 1440, 900)
-	agent.login(email, pw)
-
-	uid := newUID()
-	tok := token(t, uid, "", "")
-	closeLeftovers(t, tok)
+	agent := signedInAgent(t, "Rita")
+	uid, tok := newUser(t)
 	user := newPage(t, "user", 1440, 900)
 	user.open("/demo/?token=" + tok)
 	user.waitOpen()
