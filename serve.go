@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/pushdesk/pushdesk/app"
-	"github.com/pushdesk/pushdesk/app/rawio"
 	"github.com/pushdesk/pushdesk/handlers"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
@@ -101,7 +100,6 @@ func serve(ctx context.Context, log *slog.Logger, workerOnly bool) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rawio.Off = cfg.RawIOOff
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := migrate(ctx, log, cfg); err != nil {
@@ -193,7 +191,6 @@ func logStarted(log *slog.Logger, a *app.App, srv *handlers.Server, workerOnly b
 	}
 	if cfg.RunWorkers {
 		workers()
-		log.Info("direct delivery " + onOff(!cfg.NoDirectDelivery))
 	} else {
 		log.Info("queue workers off (PUSHDESK_WORKERS=0): run pushdesk worker beside this process")
 	}

@@ -3,11 +3,9 @@ package app
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/pushdesk/pushdesk/app/chat"
 	"github.com/pushdesk/pushdesk/app/hub"
-	"github.com/pushdesk/pushdesk/app/rawio"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 	"github.com/uptrace/bun"
@@ -96,7 +93,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	opt.Dialer.KeepAlive = redisKeepAlive
 	// Let concurrent commands share a flush: fewer write syscalls under load.
 	opt.MaxFlushDelay = 20 * time.Microsecond
-	opt.DialCtxFn = redisDial(opt.DialCtxFn)
 	rc, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, RedactError(fmt.Errorf("connect redis %s: %w", RedactURL(cfg.RedisURL), err))
@@ -150,28 +146,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	go a.listen()
 	go a.keepAlive()
 	return a, nil
-}
-
-// redisDial dials what rueidis would (through prev, such as the unix
-// socket dial ParseURL sets, or over TCP and TLS as configured) and gives
-// the connection raw socket calls (package rawio) where it can.
-func redisDial(prev func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error)) func(context.Context, string, *net.Dialer, *tls.Config) (net.Conn, error) {
-	return func(ctx context.Context, dst string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
-		var c net.Conn
-		var err error
-		switch {
-		case prev != nil:
-			c, err = prev(ctx, dst, d, tc)
-		case tc != nil:
-			c, err = (&tls.Dialer{NetDialer: d, Config: tc}).DialContext(ctx, "tcp", dst)
-		default:
-			c, err = d.DialContext(ctx, "tcp", dst)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return rawio.Wrap(c), nil // a TLS connection stays as it is
-	}
 }
 
 // redisKeepAlive is the rueidis connections' PING interval (see New).

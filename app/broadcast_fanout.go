@@ -113,8 +113,8 @@ type liveBroadcast struct {
 
 // fanOutLocal sends frame to every local connection in the broadcast's
 // segment, in connection order split between fanOutParts goroutines; the
-// frame's bytes are shared by all of them. An idle connection is written
-// at once by the fan-out (hub.Client.Offer), a busy one gets it queued.
+// frame's bytes are shared by all of them; each connection's write loop
+// writes it.
 // Each connection also gets its new counts: what it was last told plus
 // this broadcast, unless what it was told already included it.
 func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
@@ -131,7 +131,7 @@ func (a *App) fanOutLocal(live liveBroadcast, frame hub.Frame) int {
 }
 
 // fanOutParts is how many goroutines share a local fan-out: one per CPU
-// the process may use, as each spends most of its time in write calls.
+// the process may use.
 func fanOutParts() int { return runtime.GOMAXPROCS(0) }
 
 func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, sp hub.Span) int {
@@ -144,8 +144,8 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, sp hub.Span) int {
 	memo := make(map[string]hub.Frame)
 	byAddr := make(map[*Unread]hub.Frame)
 	var scratch []byte
-	// One slice for every Offer: it would escape, and cost an allocation
-	// per member, if made per call. Offer keeps no reference to it.
+	// One slice for every Send: it would escape, and cost an allocation
+	// per member, if made per call. Send copies the frames out of it.
 	out := make([]hub.Frame, 2)
 	a.Hub.EachIn(sp, func(c *hub.Client) {
 		if !c.InSegment(live.Segment) {
@@ -167,10 +167,10 @@ func (a *App) fanOutPart(live liveBroadcast, frame hub.Frame, sp hub.Span) int {
 				}
 			}
 			out[0], out[1] = frame, f
-			ok = c.Offer(out...)
+			ok = c.Send(out...)
 		} else {
 			out[0] = frame
-			ok = c.Offer(out[:1]...)
+			ok = c.Send(out[:1]...)
 		}
 		if ok {
 			n++

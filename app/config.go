@@ -33,10 +33,6 @@ type Config struct {
 	// PprofAddr, if set, serves Go's pprof there (keep it private).
 	// Env PUSHDESK_PPROF_ADDR.
 	PprofAddr string
-	// RawIOOff makes sockets use Go's own read/write calls instead of
-	// package rawio's raw ones (main sets rawio.Off from it). Env
-	// PUSHDESK_RAW_IO=off.
-	RawIOOff bool
 
 	// Heartbeat is the server ping interval; a peer silent for 2.5 times
 	// this is dropped. Zero means 25s. Env PUSHDESK_HEARTBEAT (Go duration).
@@ -90,11 +86,6 @@ type Config struct {
 	// RunWorkers runs the asynq workers inside serve. Default true;
 	// env PUSHDESK_WORKERS=0 turns them off (a web-only process).
 	RunWorkers bool
-	// NoDirectDelivery queues all fast work for the workers. By default a
-	// process with workers delivers the fast work it ingests itself, the
-	// queued task only journaling it (see jobs.Direct). Env
-	// PUSHDESK_DIRECT_DELIVERY=0.
-	NoDirectDelivery bool
 	// InstanceID names this process in the registry. Zero value means a
 	// random id. Env PUSHDESK_INSTANCE_ID.
 	InstanceID string
@@ -141,26 +132,24 @@ type Config struct {
 // that required values are present.
 func ConfigFromEnv() (Config, error) {
 	c := Config{
-		Addr:             env("PUSHDESK_ADDR", ":8080"),
-		InternalAddr:     os.Getenv("PUSHDESK_INTERNAL_ADDR"),
-		RedisURL:         env("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"),
-		MySQLDSN:         env("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"),
-		JWTSecret:        os.Getenv("PUSHDESK_JWT_SECRET"),
-		IngestKey:        os.Getenv("PUSHDESK_INGEST_KEY"),
-		TLSCert:          os.Getenv("PUSHDESK_TLS_CERT"),
-		TLSKey:           os.Getenv("PUSHDESK_TLS_KEY"),
-		HealthAddr:       env("PUSHDESK_HEALTH_ADDR", ":8081"),
-		PprofAddr:        os.Getenv("PUSHDESK_PPROF_ADDR"),
-		RawIOOff:         os.Getenv("PUSHDESK_RAW_IO") == "off",
-		InstanceID:       os.Getenv("PUSHDESK_INSTANCE_ID"),
-		AdminUser:        env("PUSHDESK_ADMIN_USER", "admin"),
-		AdminPassword:    os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
-		RunWorkers:       os.Getenv("PUSHDESK_WORKERS") != "0",
-		NoDirectDelivery: os.Getenv("PUSHDESK_DIRECT_DELIVERY") == "0",
-		AuthURL:          os.Getenv("PUSHDESK_AUTH_URL"),
-		CORSOrigins:      env("PUSHDESK_CORS_ORIGINS", "*"),
-		AllowedOrigins:   os.Getenv("PUSHDESK_ALLOWED_ORIGINS"),
-		MetricsToken:     os.Getenv("PUSHDESK_METRICS_TOKEN"),
+		Addr:           env("PUSHDESK_ADDR", ":8080"),
+		InternalAddr:   os.Getenv("PUSHDESK_INTERNAL_ADDR"),
+		RedisURL:       env("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		MySQLDSN:       env("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"),
+		JWTSecret:      os.Getenv("PUSHDESK_JWT_SECRET"),
+		IngestKey:      os.Getenv("PUSHDESK_INGEST_KEY"),
+		TLSCert:        os.Getenv("PUSHDESK_TLS_CERT"),
+		TLSKey:         os.Getenv("PUSHDESK_TLS_KEY"),
+		HealthAddr:     env("PUSHDESK_HEALTH_ADDR", ":8081"),
+		PprofAddr:      os.Getenv("PUSHDESK_PPROF_ADDR"),
+		InstanceID:     os.Getenv("PUSHDESK_INSTANCE_ID"),
+		AdminUser:      env("PUSHDESK_ADMIN_USER", "admin"),
+		AdminPassword:  os.Getenv("PUSHDESK_ADMIN_PASSWORD"),
+		RunWorkers:     os.Getenv("PUSHDESK_WORKERS") != "0",
+		AuthURL:        os.Getenv("PUSHDESK_AUTH_URL"),
+		CORSOrigins:    env("PUSHDESK_CORS_ORIGINS", "*"),
+		AllowedOrigins: os.Getenv("PUSHDESK_ALLOWED_ORIGINS"),
+		MetricsToken:   os.Getenv("PUSHDESK_METRICS_TOKEN"),
 	}
 	var err error
 	if c.Heartbeat, err = envDuration("PUSHDESK_HEARTBEAT"); err != nil {

@@ -301,11 +301,7 @@ func chatDial(cfg config, tok string, i int) (*websocket.Conn, error) {
 	d := websocket.Dialer{
 		ReadBufferSize: 1024, WriteBufferSize: 1024, HandshakeTimeout: 30 * time.Second,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return wrap(c), nil
+			return (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext(ctx, network, addr)
 		},
 	}
 	conn, _, err := d.Dial(u, nil)

@@ -33,7 +33,6 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
-	"github.com/pushdesk/pushdesk/app/rawio"
 	"github.com/valyala/fasthttp"
 )
 
@@ -55,7 +54,6 @@ type config struct {
 	rate       int
 	postAt     int64
 	timeout    time.Duration
-	rawIO      bool
 }
 
 func main() {
@@ -82,12 +80,7 @@ func main() {
 	flag.IntVar(&cfg.rate, "rate", 0, "cap on messages posted per second (0: as fast as the publishers go)")
 	flag.DurationVar(&cfg.quiet, "quiet", 3*time.Second, "quiet time before the RSS reading")
 	flag.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "how long to wait for deliveries")
-	flag.BoolVar(&cfg.rawIO, "rawio", true, "read and write sockets with raw system calls (app/rawio), to leave more CPU to the server")
 	flag.Parse()
-	wrap = func(c net.Conn) net.Conn { return c }
-	if cfg.rawIO {
-		wrap = rawio.Wrap
-	}
 	if !strings.Contains(buildSetting("GOEXPERIMENT"), "jsonv2") {
 		fmt.Fprintln(os.Stderr, "bench: built without GOEXPERIMENT=jsonv2: parsing frames will take CPU from the server (use go tool task bench)")
 	}
@@ -141,9 +134,6 @@ func envOr(k, def string) string {
 	}
 	return def
 }
-
-// wrap is applied to every socket the tool dials (-rawio).
-var wrap func(net.Conn) net.Conn
 
 // client is one bench WebSocket user.
 type client struct {
@@ -372,11 +362,7 @@ func dialWS(cfg config, tok string, i int) (*websocket.Conn, error) {
 		WriteBufferSize:  1024,
 		HandshakeTimeout: 30 * time.Second,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return wrap(c), nil
+			return (&net.Dialer{LocalAddr: local, Timeout: 30 * time.Second}).DialContext(ctx, network, addr)
 		},
 	}
 	conn, _, err := d.Dial(u, nil)
@@ -427,7 +413,7 @@ func httpClient(n int) *fasthttp.Client {
 			if err != nil {
 				return nil, err
 			}
-			return wrap(c), nil
+			return c, nil
 		},
 	}
 }

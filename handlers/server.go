@@ -30,7 +30,6 @@ type Server struct {
 	internalLn       net.Listener
 	queue            *asynq.Client
 	workers          *jobs.Workers      // nil with PUSHDESK_WORKERS=0
-	direct           *jobs.Direct       // nil without workers or with PUSHDESK_DIRECT_DELIVERY=0
 	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.Workers)
 	scheduler        *asynq.PeriodicTaskManager
 	queueStats       *jobs.QueueCollector // with the workers: the queues' state on /metrics
@@ -49,7 +48,6 @@ func NewServer(a *app.App) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err)
 	}
-	redisOpt = jobs.RawIO(redisOpt)
 	s := &Server{App: a, queue: asynq.NewClient(redisOpt)}
 	// Enqueued fast work wakes this process's worker loops or, in a
 	// process without them, everyone's (see jobs.Waker).
@@ -60,12 +58,7 @@ func NewServer(a *app.App) (*Server, error) {
 		}
 		wake = s.workers.Waker().Wake
 	}
-	q := jobs.Queue{Client: s.queue, Wake: wake}
-	if a.Cfg.RunWorkers && !a.Cfg.NoDirectDelivery {
-		s.direct = jobs.NewDirect(redisOpt, a.Deliver, wake, a.Cfg.WorkerConcurrency, jobs.JournalAfter, a.Log)
-		q.Direct = s.direct
-	}
-	a.Queue = q
+	a.Queue = jobs.Queue{Client: s.queue, Wake: wake}
 	a.Broadcasts = jobs.Queue{Client: s.queue, Wake: wake}
 	s.public = newFiber(a)
 	ops := s.public
@@ -249,19 +242,13 @@ func (s *Server) shutdownOnce(ctx context.Context) {
 	if s.scheduler != nil {
 		s.scheduler.Shutdown()
 	}
-	// Direct deliveries and the workers' tasks wind down side by side;
-	// both before App.Close, whose ingest batcher's last flush goes
-	// through the queue.
-	var direct sync.WaitGroup
-	if s.direct != nil {
-		direct.Go(func() { s.direct.Shutdown(jobs.CancelTasksAt(s.App.Cfg)) })
-	}
+	// The workers' tasks wind down before App.Close, whose ingest
+	// batcher's last flush goes through the queue.
 	if s.workers != nil {
 		stop := time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks)
 		s.workers.Shutdown()
 		stop.Stop()
 	}
-	direct.Wait()
 	if s.queueStats != nil {
 		_ = s.queueStats.Close()
 	}

@@ -20,16 +20,9 @@ import (
 // cancelled before asynq's own deadline, fails, and its retry rebuilds the
 // counts instead.
 func TestShutdownMidDeliveryCountsOnce(t *testing.T) {
-	// Through a worker's task (cancelled before asynq's deadline), and as a
-	// direct delivery (cancelled and handed to the workers).
-	t.Run("queued", func(t *testing.T) { shutdownMidDelivery(t, true) })
-	t.Run("direct", func(t *testing.T) { shutdownMidDelivery(t, false) })
-}
-
-func shutdownMidDelivery(t *testing.T, noDirect bool) {
 	redisURL := testsvc.Redis(t) // a queue of its own: the shared test server must not take the task
 	config := func(c *app.Config) {
-		c.RedisURL, c.RunWorkers, c.WorkerShutdown, c.NoDirectDelivery = redisURL, true, 2*time.Second, noDirect
+		c.RedisURL, c.RunWorkers, c.WorkerShutdown = redisURL, true, 2*time.Second
 	}
 	s1 := startServer(t, config)
 	base1 := "http://" + s1.Addr()
@@ -82,12 +75,12 @@ func shutdownMidDelivery(t *testing.T, noDirect bool) {
 	}
 }
 
-// With direct delivery off (PUSHDESK_DIRECT_DELIVERY=0), fast work goes
-// through the queue to the workers and arrives the same: pushed, counted
-// once, stored, and the queue left empty.
-func TestQueuedDeliveryWithoutDirect(t *testing.T) {
+// Every delivery is an asynq task a worker runs: after n ingest calls,
+// each pushed before the next is made, the fast queue (what asynqmon
+// shows) has processed exactly n tasks and holds none.
+func TestDeliveriesRunAsAsynqTasks(t *testing.T) {
 	redisURL := testsvc.Redis(t) // a queue of its own: the shared test server must not take the task
-	s := startServer(t, func(c *app.Config) { c.RedisURL, c.RunWorkers, c.NoDirectDelivery = redisURL, true, true })
+	s := startServer(t, func(c *app.Config) { c.RedisURL, c.RunWorkers = redisURL, true })
 	uid := newUID()
 	conn, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addr()+"/ws?token="+mint(t, uid), nil)
 	if err != nil {
@@ -96,29 +89,32 @@ func TestQueuedDeliveryWithoutDirect(t *testing.T) {
 	defer conn.Close()
 	ws := &wsClient{tb: t, conn: conn}
 	ws.until("hello")
-	code, body := doAt(t, "http://"+s.Addr(), http.MethodPost, "/internal/v1/messages", testIngestKey,
-		fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"queued"}}`, uid))
-	if code != 202 {
-		t.Fatalf("ingest = %d %v", code, body)
+	const n = 5
+	for i := range n {
+		code, body := doAt(t, "http://"+s.Addr(), http.MethodPost, "/internal/v1/messages", testIngestKey,
+			fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"queued %d"}}`, uid, i))
+		if code != 202 {
+			t.Fatalf("ingest = %d %v", code, body)
+		}
+		id := body["ids"].([]any)[0].(string)
+		if m := ws.until("msg"); m.str("id") != id {
+			t.Fatalf("msg = %v, want %s", m, id)
+		}
+		if u := ws.until("unread"); u.num("total") != int64(i+1) {
+			t.Fatalf("unread = %v, want total %d", u, i+1)
+		}
 	}
-	id := body["ids"].([]any)[0].(string)
-	if m := ws.until("msg"); m.str("id") != id {
-		t.Fatalf("msg = %v, want %s", m, id)
-	}
-	if u := ws.until("unread"); u.num("total") != 1 {
-		t.Fatalf("unread = %v, want total 1", u)
-	}
-	waitRows(t, uid, 1)
+	waitRows(t, uid, n)
 	inspect := asynq.NewInspector(redisOpt(t, redisURL))
 	defer inspect.Close()
-	deadline := time.Now().Add(5 * time.Second) // the task is done a moment after its commit
+	deadline := time.Now().Add(5 * time.Second) // a task is done a moment after its commit
 	for {
 		q, err := inspect.GetQueueInfo(jobs.QueueFast)
-		if err == nil && q.Processed > 0 && q.Size == 0 && q.Scheduled == 0 {
+		if err == nil && q.Processed == n && q.Size == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("fast queue = %+v, %v; want the task processed by a worker, no journal", q, err)
+			t.Fatalf("fast queue = %+v, %v; want %d tasks processed by the workers and none left", q, err, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -20,7 +20,6 @@ func NewWorker(a *app.App) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err)
 	}
-	redisOpt = jobs.RawIO(redisOpt)
 	s := &Server{App: a, queue: asynq.NewClient(redisOpt), healthOnly: true}
 	if err := s.setupWorkers(redisOpt); err != nil {
 		return nil, err

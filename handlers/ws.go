@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/binary"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -55,8 +54,8 @@ func (w *wsWriter) setDeadline() {
 func (w *wsWriter) frames(frames []hub.Frame) error {
 	for _, f := range frames {
 		var err error
-		if sh := sharedOf(f); sh != nil && sh.pm != nil {
-			err = w.conn.WritePreparedMessage(sh.pm)
+		if pm := sharedOf(f); pm != nil {
+			err = w.conn.WritePreparedMessage(pm)
 		} else {
 			err = w.conn.WriteMessage(websocket.TextMessage, f.Data)
 		}
@@ -67,75 +66,17 @@ func (w *wsWriter) frames(frames []hub.Frame) error {
 	return nil
 }
 
-// wsShared is a frame sent to many connections, encoded once: for the
-// library (queued writes) and as wire bytes (direct writes).
-type wsShared struct {
-	pm     *websocket.PreparedMessage
-	framed []byte
-}
-
-// sharedOf returns f's shared encoding, or nil when f has none.
-func sharedOf(f hub.Frame) *wsShared {
+// sharedOf returns f's encoding shared by every connection it goes to (a
+// broadcast), or nil when f has none.
+func sharedOf(f hub.Frame) *websocket.PreparedMessage {
 	if f.Shared == nil {
 		return nil
 	}
-	sh, _ := f.Shared.Get(func() any {
+	pm, _ := f.Shared.Get(func() any {
 		pm, _ := websocket.NewPreparedMessage(websocket.TextMessage, f.Data)
-		return &wsShared{pm: pm, framed: appendTextFrame(nil, f.Data)}
-	}).(*wsShared)
-	return sh
-}
-
-// appendTextFrame appends data as one text frame from a server: final,
-// unmasked, uncompressed (RFC 6455 section 5.2). The library frames its
-// own messages the same way on these connections (no compression is
-// negotiated).
-func appendTextFrame(dst, data []byte) []byte {
-	switch n := len(data); {
-	case n < 126:
-		dst = append(dst, 0x81, byte(n))
-	case n <= 0xFFFF:
-		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0x81, 127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
-	}
-	return append(dst, data...)
-}
-
-// wsDirect is a wsWriter over a corkConn that can write without waiting:
-// it takes direct writes (hub.DirectWriter).
-type wsDirect struct{ *wsWriter }
-
-// TryWrite frames the frames itself and hands them to the socket in one
-// raw write that does not wait (corkConn.TryWriteNow). A broadcast makes
-// one such call per connection, so it skips the library's per-message
-// locking and its deadline bookkeeping (a write that cannot wait needs no
-// deadline; every write that may wait sets a fresh one first). The
-// library's own writes (pongs, close frames) each go out whole under
-// corkConn's lock, so frames never mix.
-func (w wsDirect) TryWrite(frames []hub.Frame) (pending bool, err error) {
-	b := corkBufs.Get().(*[]byte)
-	buf := (*b)[:0]
-	for _, f := range frames {
-		if sh := sharedOf(f); sh != nil {
-			buf = append(buf, sh.framed...)
-		} else {
-			buf = appendTextFrame(buf, f.Data)
-		}
-	}
-	pending, err = w.cork.TryWriteNow(buf)
-	if cap(buf) <= 64<<10 {
-		*b = buf[:0]
-		corkBufs.Put(b)
-	}
-	return pending, err
-}
-
-func (w wsDirect) Flush() error {
-	w.setDeadline()
-	_ = w.cork.SetWriteDeadline(w.deadline) // the library applies it only with its next frame
-	return w.cork.Flush()
+		return pm
+	}).(*websocket.PreparedMessage)
+	return pm
 }
 
 func (w *wsWriter) Ping() error {
@@ -165,10 +106,6 @@ func wsUpgrade(s *Server) fiber.Handler {
 		c.Locals("remote", c.IP())
 		if cc := corkOf(c.Context().Conn()); cc != nil {
 			c.Locals("cork", cc)
-			// Direct writes put wire bytes on the socket: only where no
-			// TLS sits between the library and corkConn.
-			_, plain := c.Context().Conn().(*corkConn)
-			c.Locals("direct", plain && cc.canTry())
 		}
 		return c.Next()
 	}
@@ -185,7 +122,6 @@ func wsHandler(s *Server) fiber.Handler {
 		id, _ := conn.Locals(localIdentity).(app.Identity)
 		remote, _ := conn.Locals("remote").(string)
 		cork, _ := conn.Locals("cork").(*corkConn)
-		direct, _ := conn.Locals("direct").(bool)
 		conn.SetReadLimit(app.MaxFrameBytes)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
@@ -199,11 +135,7 @@ func wsHandler(s *Server) fiber.Handler {
 		wrote := make(chan struct{})
 		go func() {
 			defer close(wrote)
-			var w hub.Writer = &wsWriter{conn: conn, cork: cork}
-			if direct {
-				w = wsDirect{w.(*wsWriter)}
-			}
-			_ = c.Run(w, heartbeat)
+			_ = c.Run(&wsWriter{conn: conn, cork: cork}, heartbeat)
 		}()
 		// Deferred, so a panic below still ends the client and waits for
 		// its writer: the library hands the conn back to its pool when

@@ -93,12 +93,10 @@ func (h DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // Queue enqueues app work as asynq tasks. It implements app.Enqueuer.
 // Wake, if set, is called after fast work is enqueued for at once (see
-// Waker). Direct, if set, delivers fast work in this process, the task
-// only journaling it (see Direct).
+// Waker).
 type Queue struct {
 	Client *asynq.Client
 	Wake   func()
-	Direct *Direct
 }
 
 func (q Queue) wake() {
@@ -111,11 +109,6 @@ var _ app.Enqueuer = Queue{}
 
 // EnqueueDeliver implements app.Enqueuer.
 func (q Queue) EnqueueDeliver(ctx context.Context, ds []*app.Delivery) error {
-	if q.Direct != nil {
-		if handled, err := q.Direct.enqueue(ctx, ds); handled {
-			return err
-		}
-	}
 	t, err := NewDeliverTask(ds)
 	if err != nil {
 		return err

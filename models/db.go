@@ -4,11 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/pushdesk/pushdesk/app/rawio"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/mysqldialect"
 )
@@ -32,10 +30,6 @@ func Open(ctx context.Context, dsn string, maxConns int) (*bun.DB, error) {
 	cfg.Loc = time.UTC
 	cfg.InterpolateParams = true // one round trip per statement
 	cfg.MultiStatements = true   // batched shard inserts (see Repo.InsertMessages)
-	// Raw socket calls (package rawio); TLS, if configured, runs on top.
-	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return rawio.Dial(ctx, &net.Dialer{}, network, addr) // keep-alive on, as with the driver's own dial
-	}
 	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
 		return nil, fmt.Errorf("mysql charset: %w", err)
 	}

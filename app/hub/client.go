@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,19 +85,6 @@ type Writer interface {
 	Close(code int, reason string)
 }
 
-// DirectWriter is a Writer that can also take frames from another
-// goroutine (a fan-out) without waiting for the peer, so that goroutine
-// need not hand every connection's frames to its write loop.
-type DirectWriter interface {
-	Writer
-	// TryWrite sends frames without waiting for the peer: what the
-	// socket cannot take at once is kept (pending reports that some was)
-	// and goes out ahead of the next Write, or with Flush.
-	TryWrite(frames []Frame) (pending bool, err error)
-	// Flush sends what TryWrite kept, waiting as Write does.
-	Flush() error
-}
-
 // Client is one live connection. Send may be called from any goroutine;
 // the transport's write loop (Run) is the only writer.
 type Client struct {
@@ -118,14 +104,8 @@ type Client struct {
 
 	segments atomic.Pointer[map[string]struct{}]
 
-	// wmu is held while frames go to the transport: by the write loop
-	// around each batch, and by Offer around a direct write.
-	wmu sync.Mutex
-
 	mu        sync.Mutex
-	state     any          // see State
-	direct    DirectWriter // set while Run runs with one
-	flushDue  bool         // a direct write left bytes for the write loop
+	state     any // see State
 	queue     []Frame
 	queued    int     // queuedCost of queue and of the batch being written
 	pending   []Frame // live frames held back while the unread replay runs
@@ -182,55 +162,6 @@ func (c *Client) Send(frames ...Frame) bool {
 	return c.enqueueLocked(frames)
 }
 
-// Offer is Send that, when the client is streaming, has nothing queued and
-// its write loop is idle, writes frames itself instead of waking the loop:
-// a broadcast to many connections saves a goroutine switch per
-// connection. The write never waits for the peer: what the socket cannot
-// take at once is left to the write loop, and a transport busy with a
-// write that may wait gets the frames queued instead. It reports false
-// when the client is closed.
-func (c *Client) Offer(frames ...Frame) bool {
-	c.mu.Lock()
-	if c.direct == nil || c.closed || c.replaying || len(c.queue) > 0 || c.flushDue || !c.wmu.TryLock() {
-		c.mu.Unlock()
-		return c.Send(frames...)
-	}
-	// Nothing is queued and the loop is not writing (it holds wmu from
-	// before it takes a batch until the batch is out), so these frames
-	// come next; frames sent from now on queue behind them. The loop
-	// also holds wmu while it ends, so the transport is still there.
-	if c.replayed != nil {
-		frames = c.dropReplayedLocked(frames)
-	}
-	dw := c.direct
-	c.note(frames) // under c.mu, as in Send: frames sent after these note later
-	c.mu.Unlock()
-	if len(frames) == 0 {
-		c.wmu.Unlock()
-		return true
-	}
-	pending, err := dw.TryWrite(frames)
-	c.wmu.Unlock()
-	switch {
-	case errors.Is(err, ErrBusy):
-		return c.Send(frames...)
-	case err != nil:
-		c.Close(CloseGoingAway, "write failed")
-		return false
-	}
-	if pending {
-		c.mu.Lock()
-		c.flushDue = true
-		c.mu.Unlock()
-		c.wake()
-	}
-	return true
-}
-
-// ErrBusy is a DirectWriter's TryWrite declining: the transport is in a
-// write that may wait for the peer. Nothing was written.
-var ErrBusy = errors.New("transport busy")
-
 // wake tells the write loop there is work.
 func (c *Client) wake() {
 	select {
@@ -240,8 +171,7 @@ func (c *Client) wake() {
 }
 
 // note keeps the State of the last of frames that has one. Called with
-// c.mu held, so the state kept is that of the frames queued (or written
-// directly) last.
+// c.mu held, so the state kept is that of the frames queued last.
 func (c *Client) note(frames []Frame) {
 	for i := len(frames) - 1; i >= 0; i-- {
 		if st := frames[i].State; st != nil {
@@ -381,58 +311,37 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 func (c *Client) Run(w Writer, heartbeat time.Duration) error {
 	ping := time.NewTicker(heartbeat)
 	defer ping.Stop()
-	dw, _ := w.(DirectWriter)
-	if dw != nil {
-		c.mu.Lock()
-		c.direct = dw
-		c.mu.Unlock()
-	}
-	// end closes the client and the transport with wmu held, so no direct
-	// write is under way or can start (Offer sees the client closed).
 	end := func(code int, reason string, err error) error {
 		c.Close(code, reason)
-		c.mu.Lock()
-		c.direct = nil
-		c.mu.Unlock()
 		w.Close(code, reason)
-		c.wmu.Unlock()
 		return err
 	}
 	var batch []Frame
 	for {
 		select {
 		case <-c.notify:
-			c.wmu.Lock() // before the batch is taken: see Offer
 			c.mu.Lock()
 			batch, c.queue = c.queue, batch[:0]
 			// The batch counts until it is out: a peer that stopped
 			// reading holds it as much as the queue behind it.
 			writing := c.queued
-			flush := c.flushDue
-			c.flushDue = false
 			c.mu.Unlock()
-			var err error
-			if len(batch) > 0 {
-				err = w.Write(batch) // sends what a direct write kept first
-				clear(batch)         // let the frames' bytes go
-				c.mu.Lock()
-				c.queued -= writing
-				c.mu.Unlock()
-			} else if flush {
-				err = dw.Flush()
+			if len(batch) == 0 {
+				continue
 			}
+			err := w.Write(batch)
+			clear(batch) // let the frames' bytes go
+			c.mu.Lock()
+			c.queued -= writing
+			c.mu.Unlock()
 			if err != nil {
 				return end(CloseGoingAway, "write failed", err)
 			}
-			c.wmu.Unlock()
 		case <-ping.C:
-			c.wmu.Lock()
 			if err := w.Ping(); err != nil {
 				return end(CloseGoingAway, "ping failed", err)
 			}
-			c.wmu.Unlock()
 		case <-c.done:
-			c.wmu.Lock()
 			c.mu.Lock()
 			code, reason, rest := c.code, c.reason, c.queue
 			c.queue, c.queued = nil, 0
