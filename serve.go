@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/handlers"
+	"github.com/pushdesk/pushdesk/jobs"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
 )
@@ -105,18 +107,20 @@ func serve(ctx context.Context, log *slog.Logger, workerOnly bool) error {
 	if err := migrate(ctx, log, cfg); err != nil {
 		return err
 	}
-	a, err := app.New(ctx, cfg, log)
+	rt, err := jobs.NewRuntime(cfg, cfg.RunWorkers || workerOnly, log)
 	if err != nil {
 		return err
 	}
-	newServer := handlers.NewServer
+	a, err := app.New(ctx, cfg, log, rt.Queue())
+	if err != nil {
+		rt.Close()
+		return err
+	}
+	var srv *handlers.Server
 	if workerOnly {
-		newServer = handlers.NewWorker
-	}
-	srv, err := newServer(a)
-	if err != nil {
-		a.Close()
-		return err
+		srv = handlers.NewWorker(a, rt.For(a))
+	} else {
+		srv = handlers.NewServer(a, rt.For(a), rt.RedisOpt())
 	}
 	if err := srv.Start(); err != nil {
 		srv.Shutdown(context.Background())
@@ -234,11 +238,11 @@ func token(_ context.Context, _ *slog.Logger, o any, args []string) error {
 	if cfg.JWTSecret == "" {
 		return fmt.Errorf("PUSHDESK_JWT_SECRET is required")
 	}
-	id := app.Identity{UID: uid, Role: app.Role(*opts.role), Name: *opts.name}
+	id := auth.Identity{UID: uid, Role: auth.Role(*opts.role), Name: *opts.name}
 	if *opts.groups != "" {
 		id.Groups = strings.Split(*opts.groups, ",")
 	}
-	tok, err := app.NewAuth(cfg.JWTSecret).Mint(id, *opts.ttl)
+	tok, err := auth.NewTokens(cfg.JWTSecret).Mint(id, *opts.ttl)
 	if err != nil {
 		return err
 	}

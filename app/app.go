@@ -6,72 +6,63 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/pushdesk/pushdesk/app/activity"
+	"github.com/pushdesk/pushdesk/app/auth"
+	"github.com/pushdesk/pushdesk/app/broadcast"
 	"github.com/pushdesk/pushdesk/app/chat"
+	"github.com/pushdesk/pushdesk/app/cluster"
+	"github.com/pushdesk/pushdesk/app/delivery"
+	"github.com/pushdesk/pushdesk/app/frames"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/ids"
+	"github.com/pushdesk/pushdesk/app/metrics"
+	"github.com/pushdesk/pushdesk/app/session"
+	"github.com/pushdesk/pushdesk/internal/clock"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 	"github.com/uptrace/bun"
 )
 
-// Enqueuer hands deliveries to the job queue. jobs.Queue implements it; app
-// does not import asynq. The deliveries of one call become one task.
-type Enqueuer interface {
-	// EnqueueDeliver queues deliveries on the fast queue as one task.
-	EnqueueDeliver(ctx context.Context, ds []*Delivery) error
-	// EnqueueDelayed queues a delivery for inactive users on the delayed
-	// queue, where tasks are aggregated into batches.
-	EnqueueDelayed(ctx context.Context, d *Delivery) error
+// Queue is the job queue the services hand work to; jobs.Queue
+// implements it (app does not import asynq).
+type Queue interface {
+	delivery.Queue
+	broadcast.Queue
 }
 
-// App is one Pushdesk process: its connections, its clients of Redis and
-// MySQL, and the services built on them. Safe for concurrent use.
+// App is one Pushdesk process: its clients of Redis and MySQL and the
+// services built on them, each in its own package. Safe for concurrent
+// use; its fields are set by New and never after.
 type App struct {
 	Cfg      Config
 	Redis    rueidis.Client
 	DB       *bun.DB
 	Repo     *models.Repo
-	Auth     *Auth
-	Hub      *hub.Hub
-	IDs      *IDGen
 	Log      *slog.Logger
 	Instance string
-	// Queue and Broadcasts must be set before ingest is used.
-	Queue      Enqueuer
-	Broadcasts BroadcastQueue
 	// Clock drives activity routing, last seen and retention; tests
 	// advance it.
-	Clock   Clock
-	Metrics *Metrics
-	// Chat is the support desk.
-	Chat *chat.Service
+	Clock   *clock.Clock
+	Metrics *metrics.Metrics
+	IDs     *ids.Leased
+	Hub     *hub.Hub
 
-	users       *userCenter // nil without PUSHDESK_AUTH_URL
-	ingest      *Batcher[*Delivery]
-	shardWriter *Batcher[models.Message]
-	connLog     *Batcher[models.ConnEvent]
-	lastSeen    *Batcher[models.LastSeen]
-	fast        fastCache
-
-	onWake          atomic.Pointer[func()] // see SetOnWake
-	republishing    atomic.Int64           // pushes being tried again (see republish)
-	republishWarned atomic.Int64           // unix second of the last "dropped" warning
-	mismatches      int                    // registry refreshes in a row that found drift (keepAlive only)
-	node            atomic.Uint64          // the id-generator node this instance leases
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	Auth       *auth.Service
+	Cluster    *cluster.Service
+	Activity   *activity.Service
+	Broadcasts *broadcast.Service
+	Delivery   *delivery.Service
+	Chat       *chat.Service
+	Session    *session.Service
 }
 
-// New connects to Redis and MySQL and starts the background parts
-// (pub/sub listener, batch writers). The schema must exist (see
-// migrations.Run).
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+// New connects to Redis and MySQL and starts the services' background
+// parts (pub/sub listener, registry, batch writers, the chat's loops).
+// The schema must exist (see migrations.Run). q takes the work for the
+// queue workers.
+func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -81,7 +72,77 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	}
 	RegisterSecrets(cfg.secrets()...)
 	log = slog.New(Redacting(log.Handler()))
-	opt, err := rueidis.ParseURL(cfg.RedisURL)
+	rc, err := dialRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	db, err := models.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns)
+	if err != nil {
+		rc.Close()
+		return nil, RedactError(err)
+	}
+	instance := cfg.InstanceID
+	if instance == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		instance = hex.EncodeToString(b[:])
+	}
+	log = log.With("instance", instance)
+	gen, err := ids.Lease(ctx, rc, instance, log)
+	if err != nil {
+		rc.Close()
+		db.Close()
+		return nil, err
+	}
+	a := &App{
+		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db}, Log: log, Instance: instance,
+		Clock: new(clock.Clock), IDs: gen, Hub: hub.New(),
+	}
+	a.Metrics = metrics.New(a.Hub.Stats)
+	a.Auth = auth.New(auth.Config{Secret: cfg.JWTSecret, UserCenterURL: cfg.AuthURL,
+		TTLBase: cfg.AuthTTLBase, TTLJitter: cfg.AuthTTLJitter, NegativeTTL: cfg.AuthNegativeTTL}, rc)
+	// The cluster comes first (everything pushes through it), so what it
+	// hands on goes to services made after it: these closures run only
+	// once frames arrive, after New has returned.
+	a.Cluster, err = cluster.New(ctx, cluster.Deps{
+		Redis: rc, Hub: a.Hub, Repo: a.Repo, IDs: gen, Log: log, Metrics: a.Metrics, Instance: instance,
+		Counts: func(ctx context.Context, uid uint64) (hub.Frame, error) {
+			u, err := a.Delivery.Unread(ctx, uid)
+			return frames.UnreadFrame(u), err
+		},
+		Control:   func(uid uint64, f hub.Frame) { a.Session.Control(uid, f) },
+		Broadcast: func(envelope []byte) { a.Broadcasts.Receive(envelope) },
+	})
+	if err != nil {
+		gen.Release(context.WithoutCancel(ctx))
+		rc.Close()
+		db.Close()
+		return nil, err
+	}
+	a.Activity = activity.New(activity.Deps{Redis: rc, Repo: a.Repo, Clock: a.Clock, Log: log, Metrics: a.Metrics,
+		Policy: activity.Policy{ActiveWithin: cfg.ActiveWithin, ReleaseAfter: cfg.ReleaseAfter}})
+	a.Broadcasts = broadcast.New(broadcast.Deps{
+		Redis: rc, Repo: a.Repo, Hub: a.Hub, Cluster: a.Cluster, Activity: a.Activity, Queue: q, IDs: gen.Gen,
+		Clock: a.Clock, Log: log, Metrics: a.Metrics, Instance: instance, ReleaseAfter: cfg.ReleaseAfter, Retention: cfg.Retention,
+	})
+	a.Delivery = delivery.New(delivery.Deps{
+		Redis: rc, Repo: a.Repo, Cluster: a.Cluster, Activity: a.Activity, Broadcasts: a.Broadcasts, Queue: q, IDs: gen.Gen,
+		Clock: a.Clock, Log: log, Metrics: a.Metrics, Retention: cfg.Retention, IngestLinger: cfg.IngestLinger,
+	})
+	a.Chat = newChat(a)
+	a.Session = session.New(session.Deps{
+		Repo: a.Repo, Hub: a.Hub, Cluster: a.Cluster, Activity: a.Activity, Broadcasts: a.Broadcasts, Delivery: a.Delivery,
+		Chat: a.Chat, Log: log, Metrics: a.Metrics, Clock: a.Clock, Instance: instance,
+		UserHeartbeat: cfg.Heartbeat, AgentHeartbeat: cfg.AgentHeartbeat,
+		FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst, ChatLineLimit: cfg.chatLineLimit(),
+	})
+	a.Chat.Start()
+	return a, nil
+}
+
+// dialRedis opens the rueidis client for url.
+func dialRedis(url string) (rueidis.Client, error) {
+	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		return nil, RedactError(fmt.Errorf("parse PUSHDESK_REDIS_URL: %w", err))
 	}
@@ -95,97 +156,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	opt.MaxFlushDelay = 20 * time.Microsecond
 	rc, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, RedactError(fmt.Errorf("connect redis %s: %w", RedactURL(cfg.RedisURL), err))
+		return nil, RedactError(fmt.Errorf("connect redis %s: %w", RedactURL(url), err))
 	}
-	db, err := models.Open(ctx, cfg.MySQLDSN, cfg.MySQLMaxConns)
-	if err != nil {
-		rc.Close()
-		return nil, RedactError(err)
-	}
-	instance := cfg.InstanceID
-	if instance == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		instance = hex.EncodeToString(b[:])
-	}
-	node, err := leaseNode(ctx, rc, instance)
-	if err != nil {
-		rc.Close()
-		db.Close()
-		return nil, err
-	}
-	a := &App{
-		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db},
-		Auth: NewAuth(cfg.JWTSecret), Hub: hub.New(), IDs: NewIDGen(node),
-		Log: log.With("instance", instance), Instance: instance,
-	}
-	a.node.Store(node)
-	a.Metrics = newMetrics(a)
-	if cfg.AuthURL != "" {
-		a.users = &userCenter{url: cfg.AuthURL, client: &http.Client{Timeout: 2 * time.Second}}
-	}
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	// Concurrent ingest calls share one task: asynq handles tasks one
-	// dequeue at a time, so fewer, fuller tasks carry more messages.
-	a.ingest = NewBatcher(BatcherConfig{MaxBatch: 256, Flushers: 1, Linger: cfg.IngestLinger, LingerFrom: 4}, func(ctx context.Context, ds []*Delivery) error {
-		return a.Queue.EnqueueDeliver(ctx, ds)
-	})
-	// Messages are pushed before their commit, so under load (the batch
-	// before held 16 rows or more) a shard batch may wait up to
-	// shardLinger to grow, and one flusher writes them.
-	a.shardWriter = NewBatcher(BatcherConfig{MaxBatch: 2000, Flushers: 1, Linger: shardLinger, LingerFrom: 16}, a.Repo.InsertMessages)
-	a.connLog = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "connection log", a.Repo.InsertConnEvents))
-	a.lastSeen = NewBatcher(BatcherConfig{MaxBatch: 1000, Flushers: 1}, logged(a, "last seen", a.Repo.UpsertLastSeen))
-	if err := a.announce(ctx); err != nil {
-		a.Close()
-		return nil, err
-	}
-	a.Chat = newChat(a)
-	a.Chat.Start()
-	a.wg.Add(2)
-	go a.listen()
-	go a.keepAlive()
-	return a, nil
+	return rc, nil
 }
 
-// redisKeepAlive is the rueidis connections' PING interval (see New).
+// redisKeepAlive is the rueidis connections' PING interval (see dialRedis).
 const redisKeepAlive = 5 * time.Second
-
-// shardLinger is how long, under load, a batch of messages waits for
-// more before it is written. MariaDB's cost is mostly per statement, and a
-// batch holds one INSERT per shard table it touches: a batch of a few
-// dozen rows over 128 tables is a statement per row or two. Waiting is
-// cheap for the user, who was pushed the message before its commit; what
-// reads a pushed id waits for the commit (settle), and the task stays on
-// the queue until it, so nothing is lost meanwhile.
-//
-// Measured (BENCH.md method, 2,000 clients, 20,000 messages, alternating
-// runs), MariaDB's CPU per message and the delivery rate: 10 ms, 36–45 µs
-// and 6,500–7,300/s; 60 ms, 24–26 µs; 100 ms, 18–21 µs and 7,600–8,600/s;
-// 200 ms, 16 µs but a worse p99 (29 and 44 ms against 19–26 ms). Eight
-// writers with an eighth of the tables each (at 100 ms) were worse than
-// one: 24–34 µs, since each commit costs too. Before that, one flusher had
-// beaten two, and 10 ms had beaten 5 ms.
-const shardLinger = 100 * time.Millisecond
-
-// logged wraps a fire-and-forget flush: it retries a failed write three
-// times (0.2 s, 0.4 s, 0.8 s apart) and logs what could not be written.
-func logged[T any](a *App, what string, f func(context.Context, []T) error) func(context.Context, []T) error {
-	return func(ctx context.Context, rows []T) error {
-		var err error
-		for attempt := range 4 {
-			if attempt > 0 {
-				time.Sleep(100 * time.Millisecond << attempt)
-			}
-			if err = f(ctx, rows); err == nil {
-				return nil
-			}
-		}
-		a.Log.Error("async write failed", "what", what, "rows", len(rows), "err", err)
-		a.Metrics.Errors.WithLabelValues(what).Inc()
-		return err
-	}
-}
 
 // Ready reports whether Redis and MySQL answer.
 func (a *App) Ready(ctx context.Context) error {
@@ -203,18 +180,11 @@ func (a *App) Ready(ctx context.Context) error {
 // so close the queue after this) and closes Redis and MySQL. Call it after
 // the listeners and workers have stopped.
 func (a *App) Close() {
-	a.cancel()
-	if a.Chat != nil {
-		a.Chat.Shutdown()
-	}
-	a.wg.Wait() // keepAlive must not re-register what retire removes
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	a.retire(ctx)
-	cancel()
-	a.ingest.Close()
-	a.shardWriter.Close()
-	a.connLog.Close()
-	a.lastSeen.Close()
+	a.Session.Close()
+	a.Chat.Shutdown()
+	a.Cluster.Close()
+	a.Delivery.Close()
+	a.Activity.Close()
 	a.Redis.Close()
 	a.DB.Close()
 }
@@ -230,28 +200,4 @@ func (a *App) CloseClients(code int, reason string, wait time.Duration) int {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return n
-}
-
-// nodeLeaseTTL outlives a few missed refreshes; a node whose instance died
-// is free again after it.
-const nodeLeaseTTL = time.Minute
-
-// leaseNode takes an id-generator node number no running instance holds,
-// so two instances never make the same id.
-func leaseNode(ctx context.Context, rc rueidis.Client, instance string) (uint64, error) {
-	for range 1024 {
-		n, err := rc.Do(ctx, rc.B().Incr().Key(keyNodeCounter).Build()).AsInt64()
-		if err != nil {
-			return 0, fmt.Errorf("take id node: %w", err)
-		}
-		node := uint64(n) & 0x3ff
-		err = rc.Do(ctx, rc.B().Set().Key(keyNodeLease(node)).Value(instance).Nx().Px(nodeLeaseTTL).Build()).Error()
-		if err == nil {
-			return node, nil
-		}
-		if !rueidis.IsRedisNil(err) {
-			return 0, fmt.Errorf("lease id node: %w", err)
-		}
-	}
-	return 0, fmt.Errorf("all 1024 id nodes are leased")
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/chat"
 )
 
@@ -292,9 +293,16 @@ func envDuration(key string) (time.Duration, error) {
 
 // HeartbeatOf is the ping interval for a connection of role r; a peer
 // silent for 2.5 times it is dropped.
-func (c *Config) HeartbeatOf(r Role) time.Duration {
-	if r == RoleAgent {
+func (c *Config) HeartbeatOf(r auth.Role) time.Duration {
+	if r == auth.RoleAgent {
 		return c.AgentHeartbeat
 	}
 	return c.Heartbeat
+}
+
+// WithDefaults is c with every unset setting at its default (what New
+// runs on).
+func (c Config) WithDefaults() Config {
+	c.fillDefaults()
+	return c
 }

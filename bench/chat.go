@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 )
 
 type chatConfig struct {
@@ -346,7 +346,7 @@ func runChat(cfg config) error {
 	if cc.agentBase == 0 {
 		cc.agentBase = uint64(rand.IntN(1_000_000))*1_000_000 + 1
 	}
-	auth := app.NewAuth(cfg.secret)
+	tokens := auth.NewTokens(cfg.secret)
 	st := &chatStats{}
 	uidLo, uidHi := cfg.uidBase, cfg.uidBase+uint64(cc.users)-1
 	rssBefore := rssKB(cfg.pids)
@@ -355,7 +355,7 @@ func runChat(cfg config) error {
 	agents := make([]*chatAgent, cc.agents)
 	failed := dialEach(cfg, "agent", cc.agents, func(i int) error {
 		id := cc.agentBase + uint64(i)
-		tok, err := auth.Mint(app.Identity{UID: id, Role: app.RoleAgent, Name: fmt.Sprintf("Bench Agent %d", i)}, 2*time.Hour)
+		tok, err := tokens.Mint(auth.Identity{UID: id, Role: auth.RoleAgent, Name: fmt.Sprintf("Bench Agent %d", i)}, 2*time.Hour)
 		if err != nil {
 			return err
 		}
@@ -377,7 +377,7 @@ func runChat(cfg config) error {
 	users := make([]*chatUser, cc.users)
 	failed = dialEach(cfg, "user", cc.users, func(i int) error {
 		uid := cfg.uidBase + uint64(i)
-		tok, err := auth.Mint(app.Identity{UID: uid}, 2*time.Hour)
+		tok, err := tokens.Mint(auth.Identity{UID: uid}, 2*time.Hour)
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/valyala/fasthttp"
 )
 
@@ -234,7 +234,7 @@ func cpuTicks(pids []int) int64 {
 }
 
 func run(cfg config) error {
-	auth := app.NewAuth(cfg.secret)
+	tokens := auth.NewTokens(cfg.secret)
 	st := &stats{}
 	rssBefore := rssKB(cfg.pids)
 
@@ -249,7 +249,7 @@ func run(cfg config) error {
 		go func(i int) {
 			defer func() { <-sem; wg.Done() }()
 			uid := cfg.uidBase + uint64(i)
-			c, err := dial(cfg, auth, uid, i)
+			c, err := dial(cfg, tokens, uid, i)
 			if err != nil {
 				if dialErrs.Add(1) <= 3 {
 					fmt.Fprintln(os.Stderr, "dial:", err)
@@ -327,8 +327,8 @@ func closeAll(cs []*client) {
 	}
 }
 
-func dial(cfg config, auth *app.Auth, uid uint64, i int) (*client, error) {
-	tok, err := auth.Mint(app.Identity{UID: uid}, 2*time.Hour)
+func dial(cfg config, tokens *auth.Tokens, uid uint64, i int) (*client, error) {
+	tok, err := tokens.Mint(auth.Identity{UID: uid}, 2*time.Hour)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 )
 
 type stormConfig struct {
@@ -76,11 +76,11 @@ func (s *stormStats) note(kind, sample string) {
 }
 
 func runStorm(cfg config) error {
-	auth := app.NewAuth(cfg.secret)
+	tokens := auth.NewTokens(cfg.secret)
 	// Tokens first, so the storm window holds dials only.
 	toks := make([]string, cfg.conns)
 	for i := range toks {
-		t, err := auth.Mint(app.Identity{UID: cfg.uidBase + uint64(i)}, 2*time.Hour)
+		t, err := tokens.Mint(auth.Identity{UID: cfg.uidBase + uint64(i)}, 2*time.Hour)
 		if err != nil {
 			return err
 		}

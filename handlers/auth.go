@@ -6,6 +6,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
+	"github.com/pushdesk/pushdesk/app/auth"
 )
 
 const localIdentity = "pushdesk.identity"
@@ -26,7 +28,7 @@ func userAuth(a *app.App) fiber.Handler {
 		if tok == "" {
 			tok = c.Query("token")
 		}
-		id, err := a.Authenticate(c.UserContext(), tok)
+		id, err := a.Auth.Authenticate(c.UserContext(), tok)
 		if err != nil {
 			return err
 		}
@@ -35,8 +37,8 @@ func userAuth(a *app.App) fiber.Handler {
 	}
 }
 
-func identity(c *fiber.Ctx) app.Identity {
-	id, _ := c.Locals(localIdentity).(app.Identity)
+func identity(c *fiber.Ctx) auth.Identity {
+	id, _ := c.Locals(localIdentity).(auth.Identity)
 	return id
 }
 
@@ -44,7 +46,7 @@ func identity(c *fiber.Ctx) app.Identity {
 func ingestAuth(key string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if subtle.ConstantTimeCompare([]byte(bearer(c)), []byte(key)) != 1 {
-			return app.Errorf(401, "unauthorized", "missing or wrong ingest key")
+			return apierr.New(401, "unauthorized", "missing or wrong ingest key")
 		}
 		return c.Next()
 	}

@@ -5,15 +5,18 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
+	"github.com/pushdesk/pushdesk/app/broadcast"
+	"github.com/pushdesk/pushdesk/app/ids"
 )
 
 func postBroadcast(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		req, err := app.ParseBroadcast(c.Body())
+		req, err := broadcast.Parse(c.Body())
 		if err != nil {
 			return err
 		}
-		res, err := a.SubmitBroadcast(c.UserContext(), req)
+		res, err := a.Broadcasts.Submit(c.UserContext(), req)
 		if err != nil {
 			return err
 		}
@@ -26,7 +29,7 @@ func postBroadcast(a *app.App) fiber.Handler {
 
 func listBroadcasts(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		list, err := a.PendingBroadcasts(c.UserContext())
+		list, err := a.Broadcasts.Pending(c.UserContext())
 		if err != nil {
 			return unavailable(err)
 		}
@@ -36,11 +39,11 @@ func listBroadcasts(a *app.App) fiber.Handler {
 
 func deleteBroadcast(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		id, ok := app.ParseID(c.Params("id"))
+		id, ok := ids.Parse(c.Params("id"))
 		if !ok {
-			return app.Invalid("id must be a broadcast id")
+			return apierr.Invalid("id must be a broadcast id")
 		}
-		if err := a.CancelBroadcast(c.UserContext(), id); err != nil {
+		if err := a.Broadcasts.Cancel(c.UserContext(), id); err != nil {
 			return unavailable(err)
 		}
 		return c.SendStatus(fiber.StatusNoContent)
@@ -51,13 +54,13 @@ func putSegments(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		uid, err := strconv.ParseUint(c.Params("uid"), 10, 63)
 		if err != nil || uid == 0 {
-			return app.Invalid("uid must be a positive integer")
+			return apierr.Invalid("uid must be a positive integer")
 		}
-		segs, err := app.ParseSegments(c.Body())
+		segs, err := broadcast.ParseSegments(c.Body())
 		if err != nil {
 			return err
 		}
-		if err := a.SetSegments(c.UserContext(), uid, segs); err != nil {
+		if err := a.Broadcasts.SetSegments(c.UserContext(), uid, segs); err != nil {
 			return unavailable(err)
 		}
 		return c.SendStatus(fiber.StatusNoContent)

@@ -13,12 +13,15 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
+	"github.com/pushdesk/pushdesk/app/broadcast"
+	"github.com/pushdesk/pushdesk/app/ids"
 	"github.com/pushdesk/pushdesk/models"
 )
 
 func dialWSGroups(t *testing.T, base string, uid uint64, groups ...string) *wsClient {
 	t.Helper()
-	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid, Groups: groups}, time.Hour)
+	tok, err := auth.NewTokens(testSecret).Mint(auth.Identity{UID: uid, Groups: groups}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +36,7 @@ func dialWSGroups(t *testing.T, base string, uid uint64, groups ...string) *wsCl
 }
 
 // broadcast posts a broadcast and returns its id.
-func broadcast(t *testing.T, body string) string {
+func postBroadcastOK(t *testing.T, body string) string {
 	t.Helper()
 	code, b := post(t, "/internal/v1/broadcasts", testIngestKey, body)
 	if code != 202 || b["duplicate"] != false {
@@ -59,7 +62,7 @@ func TestBroadcastTargetsMembersOnlineAndOffline(t *testing.T) {
 	a := dialWSGroups(t, wsURL, jwtMember, seg)
 	b := dialWSGroups(t, wsURL, apiMember)
 	o := dialWSGroups(t, wsURL, outsider, "other")
-	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"for authors"}}`)
+	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"for authors"}}`)
 	for name, cl := range map[string]*wsClient{"jwt member": a, "api member": b} {
 		m := cl.until("msg")
 		if m.str("id") != id || m["broadcast"] != true || m["replay"] != false {
@@ -119,7 +122,7 @@ func waitOffline(t *testing.T, uid uint64) {
 func TestBroadcastUnreadArithmeticWithLastSeen(t *testing.T) {
 	seg := uniqueSegment("seg")
 	uid := newUID()
-	before := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":"before first visit"}}`)
+	before := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":"before first visit"}}`)
 	waitSent(t, before)
 	c := dialWSGroups(t, wsURL, uid, seg) // first visit: earlier broadcasts are not news
 	c.conn.Close()
@@ -127,8 +130,8 @@ func TestBroadcastUnreadArithmeticWithLastSeen(t *testing.T) {
 	if total, _ := unreadOf(t, uid); total != 0 {
 		t.Fatalf("unread after first visit = %d, want 0", total)
 	}
-	one := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":1}}`)
-	broadcast(t, `{"segment":"all","kind":"notice","body":{"n":"`+seg+`"}}`)
+	one := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":1}}`)
+	postBroadcastOK(t, `{"segment":"all","kind":"notice","body":{"n":"`+seg+`"}}`)
 	send(t, uid, "comment", "own")
 	waitSent(t, one)
 	waitRows(t, uid, 1)
@@ -154,7 +157,7 @@ func TestBroadcastUnreadArithmeticWithLastSeen(t *testing.T) {
 	c = dialWSGroups(t, wsURL, uid, seg)
 	c.conn.Close()
 	waitOffline(t, uid)
-	later := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2}}`)
+	later := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2}}`)
 	waitSent(t, later)
 	// The row says "sent" a moment before the fan-out invalidates cached
 	// counts, so poll; the count must reach 1 and never pass it.
@@ -194,13 +197,13 @@ func waitSent(t *testing.T, id string) {
 func TestBroadcastDuplicates(t *testing.T) {
 	seg := uniqueSegment("dup")
 	body := `{"segment":"` + seg + `","kind":"system","body":{"x":1}}`
-	first := broadcast(t, body)
+	first := postBroadcastOK(t, body)
 	code, b := post(t, "/internal/v1/broadcasts", testIngestKey, body)
 	if code != 200 || b["duplicate"] != true || b["id"] != first {
 		t.Fatalf("same body again = %d %v, want 200 duplicate %s", code, b, first)
 	}
 	// A different body is a new broadcast; the same key with any body is not.
-	other := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"x":2},"idempotency_key":"k-`+seg+`"}`)
+	other := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"x":2},"idempotency_key":"k-`+seg+`"}`)
 	if other == first {
 		t.Fatal("different body answered as duplicate")
 	}
@@ -253,7 +256,7 @@ func TestScheduledBroadcastArrives(t *testing.T) {
 	seg := uniqueSegment("sched")
 	c := dialWSGroups(t, wsURL, newUID(), seg)
 	at := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
-	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+at+`"}`)
+	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+at+`"}`)
 	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
 	if !strings.Contains(fmt.Sprint(list), id) {
 		t.Fatalf("pending list %v lacks %s", list, id)
@@ -267,7 +270,7 @@ func TestScheduledBroadcastArrives(t *testing.T) {
 	}
 	// A cancelled one never comes.
 	at = time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
-	gone := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2},"send_at":"`+at+`"}`)
+	gone := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2},"send_at":"`+at+`"}`)
 	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 204 {
 		t.Fatalf("DELETE = %d, want 204", code)
 	}
@@ -282,7 +285,7 @@ func TestScheduledBroadcastArrives(t *testing.T) {
 func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
 	seg := uniqueSegment("cron")
 	c := dialWSGroups(t, wsURL, newUID(), seg)
-	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"every":"minute"},"cron":"* * * * *"}`)
+	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"every":"minute"},"cron":"* * * * *"}`)
 	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
 	if !strings.Contains(fmt.Sprint(list), id) || !strings.Contains(fmt.Sprint(list), "recurring") {
 		t.Fatalf("pending list %v lacks recurring %s", list, id)
@@ -305,13 +308,13 @@ func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
 		t.Fatalf("cancelled %s still listed: %v", id, list)
 	}
 	// A cancelled template makes no more occurrences.
-	if n, err := srv.App.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
+	if n, err := srv.App.Broadcasts.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
 		t.Fatalf("NewOccurrence after cancel = %d, %v; want none", n, err)
 	}
 }
 
 func mustID(t *testing.T, s string) uint64 {
-	id, ok := app.ParseID(s)
+	id, ok := ids.Parse(s)
 	if !ok {
 		t.Fatalf("bad id %q", s)
 	}
@@ -338,7 +341,7 @@ func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
 	// The first run "crashes" after reaching one instance.
 	crash := errors.New("worker killed")
 	reached := 0
-	err := a.FanOut(ctx, id, func(string) error {
+	err := a.Broadcasts.FanOut(ctx, id, func(string) error {
 		if reached++; reached == 2 {
 			return crash
 		}
@@ -351,15 +354,15 @@ func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
 	hold, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	go func() {
-		_ = a.FanOut(ctx, id, func(string) error { once.Do(func() { close(hold); <-release }); return nil })
+		_ = a.Broadcasts.FanOut(ctx, id, func(string) error { once.Do(func() { close(hold); <-release }); return nil })
 	}()
 	<-hold
-	if err := a.FanOut(ctx, id, nil); !errors.Is(err, app.ErrFanoutBusy) {
+	if err := a.Broadcasts.FanOut(ctx, id, nil); !errors.Is(err, broadcast.ErrFanoutBusy) {
 		t.Fatalf("overlapping run = %v, want busy", err)
 	}
 	close(release)
 	for _, c := range clients {
-		if m := c.until("msg"); m.str("id") != app.FormatID(id) {
+		if m := c.until("msg"); m.str("id") != ids.Format(id) {
 			t.Fatalf("client got %v, want broadcast %d", m, id)
 		}
 	}
@@ -383,7 +386,7 @@ func TestFanOutReachesOtherInstancesFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	var order []string
-	if err := a.FanOut(ctx, id, func(inst string) error { order = append(order, inst); return nil }); err != nil {
+	if err := a.Broadcasts.FanOut(ctx, id, func(inst string) error { order = append(order, inst); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(order) < 2 || order[len(order)-1] != a.Instance || slices.Index(order, a.Instance) != len(order)-1 {
@@ -404,14 +407,14 @@ func TestBroadcastRepeatRecoversALostFirstCall(t *testing.T) {
 		Status: models.BroadcastScheduled, CreatedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Redis.Do(context.Background(), a.Redis.B().Set().Key("pd:bdup:k:lost-"+seg).Value(app.FormatID(id)).Ex(time.Minute).Build()).Error(); err != nil {
+	if err := a.Redis.Do(context.Background(), a.Redis.B().Set().Key("pd:bdup:k:lost-"+seg).Value(ids.Format(id)).Ex(time.Minute).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	code, b := post(t, "/internal/v1/broadcasts", testIngestKey, body)
-	if code != 200 || b["id"] != app.FormatID(id) {
+	if code != 200 || b["id"] != ids.Format(id) {
 		t.Fatalf("retry = %d %v, want 200 duplicate with %d", code, b, id)
 	}
-	if m := c.until("msg"); m.str("id") != app.FormatID(id) {
+	if m := c.until("msg"); m.str("id") != ids.Format(id) {
 		t.Fatalf("got %v, want the recovered broadcast %d", m, id)
 	}
 }
@@ -430,7 +433,7 @@ func TestLiveBroadcastIsFollowedByCounts(t *testing.T) {
 		t.Fatalf("unread after a message = %v, want total 1", u)
 	}
 	for i, want := range []int64{1, 2} {
-		id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":`+fmt.Sprint(i)+`}}`)
+		id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":`+fmt.Sprint(i)+`}}`)
 		if f := m.until("msg"); f.str("id") != id {
 			t.Fatalf("member got %v, want broadcast %s", f, id)
 		}
@@ -489,7 +492,7 @@ func TestBroadcastCountsPerMember(t *testing.T) {
 		}
 	}
 	for i := range int64(2) {
-		broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"per":`+fmt.Sprint(i)+`}}`)
+		postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"per":`+fmt.Sprint(i)+`}}`)
 		for _, m := range ms {
 			m.ws.until("msg")
 			u := m.ws.next()
@@ -518,7 +521,7 @@ func TestSegmentChangeSendsUnread(t *testing.T) {
 	seg := uniqueSegment("join")
 	uid := newUID()
 	c := dialWSGroups(t, wsURL, uid)
-	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"before joining"}}`)
+	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"before joining"}}`)
 	if got := c.drain("msg", 300*time.Millisecond); len(got) != 0 {
 		t.Fatalf("non-member got %v", got)
 	}

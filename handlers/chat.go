@@ -6,14 +6,18 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/chat"
+	"github.com/pushdesk/pushdesk/app/ids"
+	"github.com/pushdesk/pushdesk/app/session"
 )
 
 // routeChat adds the chat's REST calls and the console login.
 func routeChat(f *fiber.App, a *app.App, browser fiber.Handler) {
 	g := f.Group("/api/v1/chat", browser, userAuth(a))
 	g.Get("/conversations", func(c *fiber.Ctx) error {
-		cs, err := a.Chat.Conversations(c.UserContext(), app.ChatSender(identity(c)))
+		cs, err := a.Chat.Conversations(c.UserContext(), session.ChatSender(identity(c)))
 		if err != nil {
 			return chatError(err)
 		}
@@ -24,18 +28,18 @@ func routeChat(f *fiber.App, a *app.App, browser fiber.Handler) {
 		if v := c.Query("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 200 {
-				return app.Invalid("limit must be an integer from 1 to 200")
+				return apierr.Invalid("limit must be an integer from 1 to 200")
 			}
 			limit = n
 		}
 		var before uint64
 		if v := c.Query("before"); v != "" {
 			var ok bool
-			if before, ok = app.ParseID(v); !ok {
-				return app.Invalid("before must be a line id")
+			if before, ok = ids.Parse(v); !ok {
+				return apierr.Invalid("before must be a line id")
 			}
 		}
-		page, err := a.Chat.Messages(c.UserContext(), app.ChatSender(identity(c)), c.Params("id"), before, limit)
+		page, err := a.Chat.Messages(c.UserContext(), session.ChatSender(identity(c)), c.Params("id"), before, limit)
 		if err != nil {
 			return chatError(err)
 		}
@@ -44,22 +48,22 @@ func routeChat(f *fiber.App, a *app.App, browser fiber.Handler) {
 	g.Post("/messages", func(c *fiber.Ctx) error {
 		var req chat.SendRequest
 		if err := json.Unmarshal(c.Body(), &req); err != nil {
-			return app.Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
+			return apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
 		}
-		ack, err := a.Chat.Send(c.UserContext(), app.ChatSender(identity(c)), nil, req)
+		ack, err := a.Chat.Send(c.UserContext(), session.ChatSender(identity(c)), nil, req)
 		if err != nil {
 			return chatError(err)
 		}
 		return c.JSON(ack)
 	})
 	g.Post("/conversations/:id/close", func(c *fiber.Ctx) error {
-		if err := a.Chat.Close(c.UserContext(), app.ChatSender(identity(c)), c.Params("id")); err != nil {
+		if err := a.Chat.Close(c.UserContext(), session.ChatSender(identity(c)), c.Params("id")); err != nil {
 			return chatError(err)
 		}
 		return c.JSON(fiber.Map{"closed": true})
 	})
 	g.Get("/agents", func(c *fiber.Ctx) error {
-		if identity(c).Role != app.RoleAgent {
+		if identity(c).Role != auth.RoleAgent {
 			return chatError(chat.ErrUsersCannot)
 		}
 		as, err := a.Chat.Agents(c.UserContext())
@@ -71,7 +75,7 @@ func routeChat(f *fiber.App, a *app.App, browser fiber.Handler) {
 	f.Post("/console/api/login", func(c *fiber.Ctx) error {
 		var req struct{ Email, Password string }
 		if err := json.Unmarshal(c.Body(), &req); err != nil {
-			return app.Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
+			return apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
 		}
 		res, err := a.Chat.Login(c.UserContext(), req.Email, req.Password, c.IP())
 		var te *chat.ThrottledError
@@ -88,7 +92,7 @@ func routeChat(f *fiber.App, a *app.App, browser fiber.Handler) {
 // chatError renders a chat error as the contract's body.
 func chatError(err error) error {
 	if e, ok := chat.AsError(err); ok {
-		return app.Errorf(e.Code, e.Name, "%s", e.Message)
+		return apierr.New(e.Code, e.Name, "%s", e.Message)
 	}
 	return err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/chat"
 )
 
@@ -44,11 +45,7 @@ func newDesk(tb testing.TB, opts ...deskOpt) *desk {
 		o(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(context.Background(), cfg, log)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := NewServer(a)
+	s, err := newProcess(cfg, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,7 +68,7 @@ func newDesk(tb testing.TB, opts ...deskOpt) *desk {
 
 func agentToken(tb testing.TB, id uint64, name string) string {
 	tb.Helper()
-	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: id, Role: app.RoleAgent, Name: name}, time.Hour)
+	tok, err := auth.NewTokens(testSecret).Mint(auth.Identity{UID: id, Role: auth.RoleAgent, Name: name}, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}

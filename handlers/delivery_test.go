@@ -16,6 +16,11 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
+	"github.com/pushdesk/pushdesk/app/auth"
+	"github.com/pushdesk/pushdesk/app/ids"
+	"github.com/pushdesk/pushdesk/app/input"
+	"github.com/pushdesk/pushdesk/app/session"
 	"github.com/pushdesk/pushdesk/models"
 )
 
@@ -258,7 +263,7 @@ func TestRetentionDeletesOnlyOld(t *testing.T) {
 	if total, _ := unreadOf(t, uid); total != 2 {
 		t.Fatalf("unread before purge = %d, want 2", total)
 	}
-	n, err := srv.App.PurgeExpired(context.Background())
+	n, err := srv.App.Delivery.PurgeExpired(context.Background())
 	if err != nil || n < 3 {
 		t.Fatalf("PurgeExpired = %d, %v; want at least 3", n, err)
 	}
@@ -296,7 +301,7 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 	sse.res.Body.Close() // the connection drops
 	missed := []string{send(t, uid, "comment", "2"), send(t, uid, "comment", "3")}
 	waitRows(t, uid, 3)
-	bc := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"during":"the gap"}}`)
+	bc := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"during":"the gap"}}`)
 	waitSent(t, bc)
 	missed = append(missed, bc)
 	again := dialSSE(t, uid, first)
@@ -361,11 +366,11 @@ func TestUserCenterAuth(t *testing.T) {
 
 	t.Run("miss then hit", func(t *testing.T) {
 		before := uc.calls.Load()
-		id, err := a.Authenticate(ctx, tok)
+		id, err := a.Auth.Authenticate(ctx, tok)
 		if err != nil || id.UID == 0 || len(id.Groups) != 1 {
 			t.Fatalf("Authenticate = %+v, %v", id, err)
 		}
-		if _, err := a.Authenticate(ctx, tok); err != nil {
+		if _, err := a.Auth.Authenticate(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
 		if got := uc.calls.Load() - before; got != 1 {
@@ -376,7 +381,7 @@ func TestUserCenterAuth(t *testing.T) {
 		ttls := map[int64]bool{}
 		for i := range 40 {
 			tk := fmt.Sprintf("good-%d-j%d-%d", 5+i, i, time.Now().UnixNano())
-			if _, err := a.Authenticate(ctx, tk); err != nil {
+			if _, err := a.Auth.Authenticate(ctx, tk); err != nil {
 				t.Fatal(err)
 			}
 			ms, err := a.Redis.Do(ctx, a.Redis.B().Pttl().Key(tokenKey(tk)).Build()).AsInt64()
@@ -392,7 +397,7 @@ func TestUserCenterAuth(t *testing.T) {
 			t.Fatalf("only %d distinct TTLs over 40 tokens, want them spread", len(ttls))
 		}
 		for range 1000 {
-			if d := app.AuthTTL(3650*time.Second, 3000*time.Second); d < 3651*time.Second || d > 6650*time.Second {
+			if d := auth.TTL(3650*time.Second, 3000*time.Second); d < 3651*time.Second || d > 6650*time.Second {
 				t.Fatalf("AuthTTL = %v, want 3651 s to 6650 s", d)
 			}
 		}
@@ -400,7 +405,7 @@ func TestUserCenterAuth(t *testing.T) {
 	t.Run("rejected token is cached briefly", func(t *testing.T) {
 		before := uc.calls.Load()
 		for range 3 {
-			if _, err := a.Authenticate(ctx, "bad-token"); err != app.ErrUnauthorized {
+			if _, err := a.Auth.Authenticate(ctx, "bad-token"); err != auth.ErrUnauthorized {
 				t.Fatalf("Authenticate(bad) = %v, want unauthorized", err)
 			}
 		}
@@ -409,17 +414,17 @@ func TestUserCenterAuth(t *testing.T) {
 		}
 	})
 	t.Run("JWT works beside it", func(t *testing.T) {
-		if id, err := a.Authenticate(ctx, mint(t, 99)); err != nil || id.UID != 99 {
+		if id, err := a.Auth.Authenticate(ctx, mint(t, 99)); err != nil || id.UID != 99 {
 			t.Fatalf("JWT = %+v, %v", id, err)
 		}
 	})
 	t.Run("user center down", func(t *testing.T) {
 		uc.Close()
-		if _, err := a.Authenticate(ctx, tok); err != nil {
+		if _, err := a.Auth.Authenticate(ctx, tok); err != nil {
 			t.Fatalf("cached token while down = %v, want accepted", err)
 		}
-		_, err := a.Authenticate(ctx, "good-777-unknown")
-		if e, ok := app.AsError(err); !ok || e.Status != 503 {
+		_, err := a.Auth.Authenticate(ctx, "good-777-unknown")
+		if e, ok := apierr.As(err); !ok || e.Status != 503 {
 			t.Fatalf("unknown token while down = %v, want 503", err)
 		}
 		// Over the wire: 503 before the upgrade, cached tokens connect.
@@ -438,7 +443,7 @@ func TestUserCenterAuth(t *testing.T) {
 func TestLargestBodiesToManyRecipientsAreStored(t *testing.T) {
 	// 600 recipients × a 16 KiB body of backslashes: ~20 MB of escaped SQL,
 	// which must be split across statements to stay under max_allowed_packet.
-	body := `{"x":"` + strings.Repeat(`\\`, app.MaxBodyBytes/2-8) + `"}`
+	body := `{"x":"` + strings.Repeat(`\\`, input.MaxBodyBytes/2-8) + `"}`
 	uids := make([]string, 600)
 	first := newUID()
 	for i := range uids {
@@ -685,7 +690,7 @@ func TestActingOnAMessageBeforeItsCommit(t *testing.T) {
 
 func mustParseID(tb testing.TB, s string) uint64 {
 	tb.Helper()
-	id, ok := app.ParseID(s)
+	id, ok := ids.Parse(s)
 	if !ok {
 		tb.Fatalf("bad id %q", s)
 	}
@@ -845,7 +850,7 @@ func TestSSEResumeOfALongGapReplaysNewestUnread(t *testing.T) {
 	l, _ := strconv.ParseUint(last, 10, 64)
 	rows := make(map[uint64]bool)
 	var ids []string
-	for i := range app.ResumeLimit + 1 {
+	for i := range session.ResumeLimit + 1 {
 		id := l + uint64(i+1)<<20
 		rows[id] = false
 		ids = append(ids, strconv.FormatUint(id, 10))
@@ -853,8 +858,8 @@ func TestSSEResumeOfALongGapReplaysNewestUnread(t *testing.T) {
 	storeRows(t, uid, rows)
 	sse := dialSSE(t, uid, last)
 	sse.until("hello")
-	if got, want := sse.msgIDs(500*time.Millisecond), ids[len(ids)-app.ReplayLimit:]; !slices.Equal(got, want) {
-		t.Fatalf("resumed %d messages (%v … %v), want the newest %d unread", len(got), first(got), lastOf(got), app.ReplayLimit)
+	if got, want := sse.msgIDs(500*time.Millisecond), ids[len(ids)-session.ReplayLimit:]; !slices.Equal(got, want) {
+		t.Fatalf("resumed %d messages (%v … %v), want the newest %d unread", len(got), first(got), lastOf(got), session.ReplayLimit)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
 )
 
 // originCheck lets browser pages open /ws and /sse only from the server's
@@ -36,7 +37,7 @@ func originCheck(cfg app.Config) fiber.Handler {
 		if origin == "" || anyOrigin || allowed[normalOrigin(origin)] || ownOrigin(c, origin) {
 			return c.Next()
 		}
-		return app.Errorf(403, "origin_not_allowed", "pages from %s may not open this stream (see PUSHDESK_ALLOWED_ORIGINS)", origin)
+		return apierr.New(403, "origin_not_allowed", "pages from %s may not open this stream (see PUSHDESK_ALLOWED_ORIGINS)", origin)
 	}
 }
 
@@ -87,7 +88,7 @@ func normalOrigin(o string) string {
 func metricsAuth(token string) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if token == "" || subtle.ConstantTimeCompare([]byte(bearer(c)), []byte(token)) != 1 {
-			return app.Errorf(401, "unauthorized", "missing or wrong metrics token")
+			return apierr.New(401, "unauthorized", "missing or wrong metrics token")
 		}
 		return c.Next()
 	}
@@ -121,7 +122,7 @@ func routeAdmin(f *fiber.App, a *app.App, redisOpt asynq.RedisConnOpt, public bo
 		},
 		Unauthorized: func(c *fiber.Ctx) error {
 			c.Set(fiber.HeaderWWWAuthenticate, `Basic realm="pushdesk admin"`)
-			return app.Errorf(401, "unauthorized", "admin credentials required")
+			return apierr.New(401, "unauthorized", "admin credentials required")
 		},
 	})
 	f.Use(adminPath, auth, mon)

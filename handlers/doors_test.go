@@ -41,11 +41,7 @@ func startLogged(t *testing.T, change func(*app.Config)) (*Server, *logBuffer) {
 	cfg.AdminPassword, cfg.MetricsToken = "", ""
 	change(&cfg)
 	logs := &logBuffer{}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewServer(a)
+	s, err := newProcess(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if err != nil {
 		t.Fatal(err)
 	}

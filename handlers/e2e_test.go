@@ -23,6 +23,10 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
+	"github.com/pushdesk/pushdesk/app/delivery"
+	"github.com/pushdesk/pushdesk/app/input"
+	"github.com/pushdesk/pushdesk/app/session"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
 	"github.com/redis/rueidis"
@@ -70,12 +74,8 @@ func runMain(m *testing.M) int {
 		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second,
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e app:", err)
-		return 1
-	}
-	if srv, err = NewServer(a); err != nil {
+	var err error
+	if srv, err = newProcess(cfg, log); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e server:", err)
 		return 1
 	}
@@ -140,7 +140,7 @@ func newUID() uint64 { return nextUID.Add(1) }
 
 func mint(tb testing.TB, uid uint64, groups ...string) string {
 	tb.Helper()
-	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid, Groups: groups}, time.Hour)
+	tok, err := auth.NewTokens(testSecret).Mint(auth.Identity{UID: uid, Groups: groups}, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -559,10 +559,10 @@ func TestUserCannotTouchAnotherUsersMessages(t *testing.T) {
 }
 
 func TestBadTokensGet401(t *testing.T) {
-	auth := app.NewAuth(testSecret)
-	expired, _ := auth.Mint(app.Identity{UID: 7}, -time.Minute)
-	justExpired, _ := auth.Mint(app.Identity{UID: 7}, -2*time.Second) // no grace after exp
-	wrongKey, _ := app.NewAuth("other-secret").Mint(app.Identity{UID: 7}, time.Hour)
+	tokens := auth.NewTokens(testSecret)
+	expired, _ := tokens.Mint(auth.Identity{UID: 7}, -time.Minute)
+	justExpired, _ := tokens.Mint(auth.Identity{UID: 7}, -2*time.Second) // no grace after exp
+	wrongKey, _ := auth.NewTokens("other-secret").Mint(auth.Identity{UID: 7}, time.Hour)
 	cases := []struct{ name, token string }{
 		{"missing", ""}, {"garbage", "not.a.jwt"}, {"expired", expired}, {"just expired", justExpired}, {"wrong secret", wrongKey},
 	}
@@ -587,8 +587,8 @@ func TestBadTokensGet401(t *testing.T) {
 }
 
 func TestIngestRejectsInvalidBodies(t *testing.T) {
-	big := `{"to_uid":1,"kind":"comment","body":{"x":"` + strings.Repeat("a", app.MaxBodyBytes) + `"}}`
-	many := make([]string, app.MaxRecipients+1)
+	big := `{"to_uid":1,"kind":"comment","body":{"x":"` + strings.Repeat("a", input.MaxBodyBytes) + `"}}`
+	many := make([]string, delivery.MaxRecipients+1)
 	for i := range many {
 		many[i] = fmt.Sprint(i + 1)
 	}
@@ -654,7 +654,7 @@ func TestIngestManyRecipients(t *testing.T) {
 func TestOversizeFrameClosesWith1009(t *testing.T) {
 	ws := dialWS(t, newUID())
 	ws.until("hello")
-	big := `{"type":"ping","pad":"` + strings.Repeat("x", app.MaxFrameBytes) + `"}`
+	big := `{"type":"ping","pad":"` + strings.Repeat("x", session.MaxFrameBytes) + `"}`
 	_ = ws.conn.WriteMessage(websocket.TextMessage, []byte(big))
 	_ = ws.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
@@ -692,7 +692,7 @@ func TestInvalidFramesGetErrorAndConnectionLives(t *testing.T) {
 // user silent as long is not.
 func TestSilentAgentIsDroppedSooner(t *testing.T) {
 	dial := func(role string) (*websocket.Conn, frame) {
-		tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: newUID(), Role: app.Role(role)}, time.Hour)
+		tok, err := auth.NewTokens(testSecret).Mint(auth.Identity{UID: newUID(), Role: auth.Role(role)}, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,7 @@ import (
 	"errors"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
 )
 
 type errorBody struct {
@@ -21,7 +21,7 @@ func errorHandler(log func(msg string, args ...any)) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		status, code, msg := fiber.StatusInternalServerError, "internal", "internal error"
 		var fe *fiber.Error
-		if e, ok := app.AsError(err); ok {
+		if e, ok := apierr.As(err); ok {
 			status, code, msg = e.Status, e.Code, e.Message
 		} else if errors.As(err, &fe) {
 			status, msg = fe.Code, fe.Message

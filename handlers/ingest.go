@@ -3,16 +3,17 @@ package handlers
 import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/delivery"
 )
 
 // postMessages is POST /internal/v1/messages.
 func postMessages(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		req, err := app.ParseIngest(c.Body())
+		req, err := delivery.ParseIngest(c.Body())
 		if err != nil {
 			return err
 		}
-		res, err := a.Ingest(c.UserContext(), req)
+		res, err := a.Delivery.Ingest(c.UserContext(), req)
 		if err != nil {
 			return err
 		}

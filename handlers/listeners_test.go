@@ -24,7 +24,9 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/ids"
 )
 
 // startServer runs a second in-process server with cfg changes applied.
@@ -33,11 +35,7 @@ func startServer(t *testing.T, change func(*app.Config)) *Server {
 	cfg := srv.App.Cfg
 	cfg.Addr, cfg.InternalAddr, cfg.RunWorkers, cfg.InstanceID = "127.0.0.1:0", "", false, ""
 	change(&cfg)
-	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewServer(a)
+	s, err := newProcess(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +78,7 @@ func TestTLSServesWSSAndHTTPS(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
 	s := startServer(t, func(c *app.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	uid, seg := newUID(), uniqueSegment("tls")
-	tok, err := app.NewAuth(testSecret).Mint(app.Identity{UID: uid, Groups: []string{seg}}, time.Hour)
+	tok, err := auth.NewTokens(testSecret).Mint(auth.Identity{UID: uid, Groups: []string{seg}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +99,7 @@ func TestTLSServesWSSAndHTTPS(t *testing.T) {
 	}
 	// A broadcast reaches it too: fan-outs write idle connections
 	// directly, which must not bypass TLS.
-	bid := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"over tls"}}`)
+	bid := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"text":"over tls"}}`)
 	if f := wc.until("msg"); f.str("id") != bid || f["broadcast"] != true {
 		t.Fatalf("wss msg after a broadcast = %v, want %s", f, bid)
 	}
@@ -185,7 +183,7 @@ func TestPresenceAndStats(t *testing.T) {
 	}
 }
 
-func u64s(v uint64) string { return app.FormatID(v) }
+func u64s(v uint64) string { return ids.Format(v) }
 
 func TestShutdownTellsClientsToReconnect(t *testing.T) {
 	s := startServer(t, func(*app.Config) {})
@@ -239,7 +237,7 @@ func TestPanickingFrameEndsOnlyItsConnection(t *testing.T) {
 		if string(data) == `{"type":"boom"}` {
 			panic("boom")
 		}
-		s.App.HandleFrame(ctx, c, data)
+		s.App.Session.HandleFrame(ctx, c, data)
 	}
 	base := "ws://" + s.Addr()
 	victim := dialWSGroups(t, base, newUID())

@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
 )
 
 // adminPath is where asynqmon is mounted.
@@ -33,9 +34,9 @@ func getPresence(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		uid, err := strconv.ParseUint(c.Params("uid"), 10, 63)
 		if err != nil || uid == 0 {
-			return app.Invalid("uid must be a positive integer")
+			return apierr.Invalid("uid must be a positive integer")
 		}
-		p, err := a.UserPresence(c.UserContext(), uid)
+		p, err := a.Session.UserPresence(c.UserContext(), uid)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -45,7 +46,7 @@ func getPresence(a *app.App) fiber.Handler {
 
 func getStats(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		st, err := a.ClusterStats(c.UserContext())
+		st, err := a.Cluster.Stats(c.UserContext())
 		if err != nil {
 			return unavailable(err)
 		}

@@ -14,52 +14,46 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/cors"
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
 	"github.com/pushdesk/pushdesk/app/hub"
-	"github.com/pushdesk/pushdesk/jobs"
 	"github.com/pushdesk/pushdesk/web"
 )
 
-// Server is one running Pushdesk process: the public (and optional
-// internal) listener, the asynq worker, and app. Build it with NewServer,
-// start it with Start, stop it with Shutdown.
+// Jobs is the process's queue workers, started and stopped with the
+// server (jobs.Runtime, bound to its app; see NewServer).
+type Jobs interface {
+	Start() error
+	// Shutdown lets running tasks finish: after the listeners stopped,
+	// before App.Close.
+	Shutdown()
+	// Close closes the queue: after App.Close, whose last ingest batch
+	// goes into it.
+	Close()
+}
+
+// Server is one running Pushdesk process's listeners: the public one (and
+// an optional internal one) around app, with the queue workers started
+// and stopped beside them. Build it with NewServer, start it with Start,
+// stop it with Shutdown.
 type Server struct {
 	App *app.App
 
 	public, internal *fiber.App
 	publicLn         net.Listener
 	internalLn       net.Listener
-	queue            *asynq.Client
-	workers          *jobs.Workers      // nil with PUSHDESK_WORKERS=0
-	cancelTasks      context.CancelFunc // ends the workers' running tasks (see jobs.Workers)
-	scheduler        *asynq.PeriodicTaskManager
-	queueStats       *jobs.QueueCollector // with the workers: the queues' state on /metrics
-	healthOnly       bool                 // pushdesk worker: the one listener is HealthAddr's
+	jobs             Jobs
+	healthOnly       bool // pushdesk worker: the one listener is HealthAddr's
 	draining         atomic.Bool
 	shutdown         sync.Once
 	// frameHook, when set (by tests, before any connection), handles
-	// client frames instead of App.HandleFrame.
+	// client frames instead of the session's HandleFrame.
 	frameHook func(context.Context, *hub.Client, []byte)
 }
 
-// NewServer wires routes, the queue client and (unless disabled) the
-// worker around a.
-func NewServer(a *app.App) (*Server, error) {
-	redisOpt, err := asynq.ParseRedisURI(a.Cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err)
-	}
-	s := &Server{App: a, queue: asynq.NewClient(redisOpt)}
-	// Enqueued fast work wakes this process's worker loops or, in a
-	// process without them, everyone's (see jobs.Waker).
-	wake := func() { go a.PublishWake() }
-	if a.Cfg.RunWorkers {
-		if err := s.setupWorkers(redisOpt); err != nil {
-			return nil, err
-		}
-		wake = s.workers.Waker().Wake
-	}
-	a.Queue = jobs.Queue{Client: s.queue, Wake: wake}
-	a.Broadcasts = jobs.Queue{Client: s.queue, Wake: wake}
+// NewServer wires routes around a; jobs runs beside the listeners and
+// queueRedis is the queue's Redis, for asynqmon.
+func NewServer(a *app.App, jobs Jobs, queueRedis asynq.RedisConnOpt) *Server {
+	s := &Server{App: a, jobs: jobs}
 	s.public = newFiber(a)
 	ops := s.public
 	if a.Cfg.InternalAddr != "" {
@@ -69,32 +63,12 @@ func NewServer(a *app.App) (*Server, error) {
 	// /internal/*, /metrics and asynqmon share the internal listener when
 	// there is one.
 	s.routeInternal(ops)
-	routeOps(ops, a, redisOpt, s.internal == nil)
+	routeOps(ops, a, queueRedis, s.internal == nil)
 	if s.internal != nil {
 		s.internal.Use(func(c *fiber.Ctx) error { return fiber.ErrNotFound })
 	}
 	s.routePublic(s.public)
-	return s, nil
-}
-
-// setupWorkers configures the asynq worker loops and the scheduler, and
-// lets other processes' wakes reach the loops.
-func (s *Server) setupWorkers(redisOpt asynq.RedisConnOpt) error {
-	a := s.App
-	var tasks context.Context
-	tasks, s.cancelTasks = context.WithCancel(context.Background())
-	var err error
-	if s.workers, err = jobs.NewWorkers(redisOpt, a.Cfg, a.Log, tasks); err != nil {
-		return err
-	}
-	a.SetOnWake(s.workers.Waker().Wake)
-	if s.scheduler, err = jobs.NewScheduler(redisOpt, a, a.Log); err != nil {
-		return err
-	}
-	// The queues are desk-wide: processes with workers export them, so a
-	// web-only process's scrapes cost Redis nothing.
-	s.queueStats = jobs.NewQueueCollector(redisOpt)
-	return a.Metrics.Registry.Register(s.queueStats)
+	return s
 }
 
 func newFiber(a *app.App) *fiber.App {
@@ -152,10 +126,10 @@ func (s *Server) routeHealth(f *fiber.App) {
 		ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 		defer cancel()
 		if s.draining.Load() {
-			return app.Errorf(503, "draining", "shutting down")
+			return apierr.New(503, "draining", "shutting down")
 		}
 		if err := s.App.Ready(ctx); err != nil {
-			return app.Errorf(503, "unavailable", "%v", err)
+			return apierr.New(503, "unavailable", "%v", err)
 		}
 		return c.JSON(fiber.Map{"status": "ready"})
 	})
@@ -190,15 +164,7 @@ func (s *Server) Start() error {
 		go s.serve(s.internal, s.internalLn)
 	}
 	go s.serve(s.public, s.publicLn)
-	if s.workers != nil {
-		if err := s.workers.Start(jobs.NewMux(s.App, jobs.Queue{Client: s.queue, Wake: s.workers.Waker().Wake})); err != nil {
-			return err
-		}
-		if err := s.scheduler.Start(); err != nil {
-			return fmt.Errorf("start scheduler: %w", err)
-		}
-	}
-	return nil
+	return s.jobs.Start()
 }
 
 func (s *Server) serve(f *fiber.App, ln net.Listener) {
@@ -239,19 +205,9 @@ func (s *Server) shutdownOnce(ctx context.Context) {
 	if s.internal != nil {
 		_ = s.internal.ShutdownWithTimeout(timeout)
 	}
-	if s.scheduler != nil {
-		s.scheduler.Shutdown()
-	}
 	// The workers' tasks wind down before App.Close, whose ingest
 	// batcher's last flush goes through the queue.
-	if s.workers != nil {
-		stop := time.AfterFunc(jobs.CancelTasksAt(s.App.Cfg), s.cancelTasks)
-		s.workers.Shutdown()
-		stop.Stop()
-	}
-	if s.queueStats != nil {
-		_ = s.queueStats.Close()
-	}
+	s.jobs.Shutdown()
 	s.App.Close()
-	_ = s.queue.Close() // after App.Close: its ingest batcher flushes into the queue
+	s.jobs.Close()
 }

@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/ids"
+	"github.com/pushdesk/pushdesk/app/session"
 )
 
 // sseHeartbeat is the comment interval; the contract asks for at most 25 s.
@@ -56,7 +58,7 @@ func sseHandler(s *Server) fiber.Handler {
 	a := s.App
 	return func(c *fiber.Ctx) error {
 		if s.draining.Load() {
-			return app.Errorf(503, "draining", "this instance is restarting, reconnect")
+			return apierr.New(503, "draining", "this instance is restarting, reconnect")
 		}
 		id := identity(c)
 		var last uint64
@@ -69,13 +71,13 @@ func sseHandler(s *Server) fiber.Handler {
 		}
 		if v != "" {
 			var ok bool
-			if last, ok = app.ParseID(v); !ok {
-				return app.Invalid("Last-Event-ID is not a message id")
+			if last, ok = ids.Parse(v); !ok {
+				return apierr.Invalid("Last-Event-ID is not a message id")
 			}
 		}
 		remote := c.IP()
 		ctx, cancel := context.WithTimeout(c.UserContext(), 10*time.Second)
-		cl, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "sse", RemoteAddr: remote, LastEventID: last})
+		cl, err := a.Session.Connect(ctx, id, session.ConnectOptions{Transport: "sse", RemoteAddr: remote, LastEventID: last})
 		cancel()
 		if err != nil {
 			return unavailable(err)
@@ -87,9 +89,9 @@ func sseHandler(s *Server) fiber.Handler {
 		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 			w.WriteString("retry: 2000\n\n")
 			if w.Flush() == nil {
-				_ = cl.Run(sseWriter{w: w, heartbeat: func() { a.Heartbeat(cl) }}, min(sseHeartbeat, a.Cfg.HeartbeatOf(id.Role)))
+				_ = cl.Run(sseWriter{w: w, heartbeat: func() { a.Session.Heartbeat(cl) }}, min(sseHeartbeat, a.Cfg.HeartbeatOf(id.Role)))
 			}
-			a.Disconnect(cl, remote)
+			a.Session.Disconnect(cl, remote)
 		})
 		return nil
 	}

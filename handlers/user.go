@@ -7,11 +7,13 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
+	"github.com/pushdesk/pushdesk/app/session"
 )
 
 func getUnread(a *app.App) fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		u, err := a.Unread(c.UserContext(), identity(c).UID)
+		u, err := a.Delivery.Unread(c.UserContext(), identity(c).UID)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -25,7 +27,7 @@ func getMessages(a *app.App) fiber.Handler {
 		if v := c.Query("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 200 {
-				return app.Invalid("limit must be an integer from 1 to 200")
+				return apierr.Invalid("limit must be an integer from 1 to 200")
 			}
 			limit = n
 		}
@@ -35,9 +37,9 @@ func getMessages(a *app.App) fiber.Handler {
 		case "true", "1":
 			unread = true
 		default:
-			return app.Invalid("unread must be true or false")
+			return apierr.Invalid("unread must be true or false")
 		}
-		page, err := a.ListMessages(c.UserContext(), identity(c).UID, unread, c.Query("before"), limit)
+		page, err := a.Session.ListMessages(c.UserContext(), identity(c).UID, unread, c.Query("before"), limit)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -53,15 +55,15 @@ type idsBody struct {
 func parseIDsBody(c *fiber.Ctx, allowAll bool) (idsBody, []uint64, error) {
 	var b idsBody
 	if err := json.Unmarshal(c.Body(), &b); err != nil {
-		return b, nil, app.Errorf(400, "invalid_json", "body is not a JSON object: %v", err)
+		return b, nil, apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
 	}
 	if b.All && allowAll {
 		if len(b.IDs) > 0 {
-			return b, nil, app.Invalid("give ids or all, not both")
+			return b, nil, apierr.Invalid("give ids or all, not both")
 		}
 		return b, nil, nil
 	}
-	ids, err := app.ParseIDList(b.IDs)
+	ids, err := session.ParseIDList(b.IDs)
 	return b, ids, err
 }
 
@@ -71,7 +73,7 @@ func postRead(a *app.App) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		n, err := a.Read(c.UserContext(), identity(c).UID, ids, b.All)
+		n, err := a.Session.Read(c.UserContext(), identity(c).UID, ids, b.All)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -85,7 +87,7 @@ func postAck(a *app.App) fiber.Handler {
 		if err != nil {
 			return err
 		}
-		n, err := a.Ack(c.UserContext(), identity(c).UID, ids)
+		n, err := a.Session.Ack(c.UserContext(), identity(c).UID, ids)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -96,9 +98,9 @@ func postAck(a *app.App) fiber.Handler {
 // unavailable passes client errors through and turns dependency failures
 // into the contract's 503.
 func unavailable(err error) error {
-	if _, ok := app.AsError(err); ok {
+	if _, ok := apierr.As(err); ok {
 		return err
 	}
 	slog.Error("dependency failed", "err", err)
-	return app.ErrUnavailable
+	return apierr.ErrUnavailable
 }

@@ -41,11 +41,7 @@ func TestWebOnlyServeBesideAWorkerDeliversEndToEnd(t *testing.T) {
 	cfg.RedisURL, cfg.InstanceID, cfg.QueuePoll = redisURL, "", time.Minute
 	wcfg := cfg
 	wcfg.Addr, wcfg.InternalAddr, wcfg.HealthAddr = "", "", "127.0.0.1:0"
-	wa, err := app.New(context.Background(), wcfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	worker, err := NewWorker(wa)
+	worker, err := newWorkerProcess(wcfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

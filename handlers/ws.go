@@ -9,8 +9,10 @@ import (
 	"github.com/fasthttp/websocket"
 	fws "github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/apierr"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/session"
 )
 
 const writeWait = 10 * time.Second
@@ -98,10 +100,10 @@ func (w *wsWriter) Close(code int, reason string) {
 func wsUpgrade(s *Server) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		if s.draining.Load() {
-			return app.Errorf(503, "draining", "this instance is restarting, reconnect")
+			return apierr.New(503, "draining", "this instance is restarting, reconnect")
 		}
 		if !fws.IsWebSocketUpgrade(c) {
-			return app.Errorf(426, "upgrade_required", "this endpoint speaks WebSocket only")
+			return apierr.New(426, "upgrade_required", "this endpoint speaks WebSocket only")
 		}
 		c.Locals("remote", c.IP())
 		if cc := corkOf(c.Context().Conn()); cc != nil {
@@ -119,12 +121,12 @@ var wsBufferPool sync.Pool
 func wsHandler(s *Server) fiber.Handler {
 	a := s.App
 	return fws.New(func(conn *fws.Conn) {
-		id, _ := conn.Locals(localIdentity).(app.Identity)
+		id, _ := conn.Locals(localIdentity).(auth.Identity)
 		remote, _ := conn.Locals("remote").(string)
 		cork, _ := conn.Locals("cork").(*corkConn)
-		conn.SetReadLimit(app.MaxFrameBytes)
+		conn.SetReadLimit(session.MaxFrameBytes)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := a.Connect(ctx, id, app.ConnectOptions{Transport: "ws", RemoteAddr: remote})
+		c, err := a.Session.Connect(ctx, id, session.ConnectOptions{Transport: "ws", RemoteAddr: remote})
 		cancel()
 		if err != nil {
 			a.Log.Error("connect failed", "uid", id.UID, "err", err)
@@ -142,15 +144,15 @@ func wsHandler(s *Server) fiber.Handler {
 		// this returns, and a live writer would then write to whoever
 		// gets it next.
 		defer func() {
-			a.Disconnect(c, remote)
+			a.Session.Disconnect(c, remote)
 			c.Close(hub.CloseGoingAway, "") // if Disconnect found it gone already
 			<-wrote
 		}()
-		budget := a.NewFrameBudget(id.Role)
+		budget := a.Session.NewFrameBudget(id.Role)
 		idle := heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
 		conn.SetPongHandler(func(string) error {
-			a.Heartbeat(c)
+			a.Session.Heartbeat(c)
 			return conn.SetReadDeadline(time.Now().Add(idle))
 		})
 		for {
@@ -159,11 +161,11 @@ func wsHandler(s *Server) fiber.Handler {
 				break
 			}
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
-			a.Heartbeat(c)
+			a.Session.Heartbeat(c)
 			if mt != websocket.TextMessage && mt != websocket.BinaryMessage {
 				continue
 			}
-			if !a.Admit(c, budget, data) {
+			if !a.Session.Admit(c, budget, data) {
 				select {
 				case <-c.Done(): // a flood: the writer closes the connection
 					return
@@ -175,7 +177,7 @@ func wsHandler(s *Server) fiber.Handler {
 			if s.frameHook != nil {
 				s.frameHook(fctx, c, data)
 			} else {
-				a.HandleFrame(fctx, c, data)
+				a.Session.HandleFrame(fctx, c, data)
 			}
 			fcancel()
 		}

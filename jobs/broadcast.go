@@ -33,13 +33,13 @@ func NewBroadcastTask(id uint64) *asynq.Task {
 
 // NewBroadcastRunTask makes an occurrence of recurring broadcast id. Its
 // retries end within hours, well inside the claims' TTL (see
-// app.NewOccurrence).
+// broadcast.Service.NewOccurrence).
 func NewBroadcastRunTask(id uint64) *asynq.Task {
 	p, _ := json.Marshal(broadcastPayload{ID: id})
 	return asynq.NewTask(TypeBroadcastRun, p, asynq.Queue(QueueFast), asynq.MaxRetry(10))
 }
 
-// EnqueueBroadcast implements app.BroadcastQueue.
+// EnqueueBroadcast implements broadcast.Queue.
 func (q Queue) EnqueueBroadcast(ctx context.Context, id uint64, at time.Time) error {
 	var opts []asynq.Option
 	if !at.IsZero() {
@@ -68,13 +68,13 @@ func (h BroadcastHandler) ProcessTask(ctx context.Context, t *asynq.Task) error 
 	}
 	if t.Type() == TypeBroadcastRun {
 		run, _ := asynq.GetTaskID(ctx)
-		id, err := h.App.NewOccurrence(ctx, p.ID, run)
+		id, err := h.App.Broadcasts.NewOccurrence(ctx, p.ID, run)
 		if err != nil || id == 0 {
 			return err
 		}
 		return h.Queue.EnqueueBroadcast(ctx, id, time.Time{})
 	}
-	return h.App.FanOut(ctx, p.ID, nil)
+	return h.App.Broadcasts.FanOut(ctx, p.ID, nil)
 }
 
 // periodicConfigs lists the periodic tasks: retention, and one per
@@ -87,7 +87,7 @@ func (p periodicConfigs) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 	out := []*asynq.PeriodicTaskConfig{{Cronspec: RetentionEvery, Task: NewRetentionTask()}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	pending, err := p.app.PendingBroadcasts(ctx)
+	pending, err := p.app.Broadcasts.Pending(ctx)
 	if err != nil {
 		return nil, err
 	}

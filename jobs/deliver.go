@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/delivery"
 )
 
 // TypeDeliver stores and pushes one ingest call's messages.
@@ -22,7 +23,7 @@ const (
 // DeliverPayload is a TypeDeliver task: the deliveries of one or more
 // ingest calls that arrived together.
 type DeliverPayload struct {
-	Deliveries []*app.Delivery `json:"d"`
+	Deliveries []*delivery.Delivery `json:"d"`
 	// Recount asks the worker to rebuild the users' counters after the
 	// commit rather than add to them, as on a retry. Aggregated tasks set
 	// it: when asynq recovers an aggregation set whose task was already
@@ -38,7 +39,7 @@ const GroupInactive = "inactive"
 var deliverOpts = []asynq.Option{asynq.MaxRetry(20), asynq.Timeout(60 * time.Second)}
 
 // NewDeliverTask wraps deliveries for the fast queue.
-func NewDeliverTask(ds []*app.Delivery) (*asynq.Task, error) {
+func NewDeliverTask(ds []*delivery.Delivery) (*asynq.Task, error) {
 	payload, err := json.Marshal(DeliverPayload{Deliveries: ds})
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
@@ -55,8 +56,8 @@ func fastDeliverTask(payload []byte, extra ...asynq.Option) *asynq.Task {
 
 // NewDelayedDeliverTask wraps a delivery for inactive users: it waits in
 // the delayed queue's group until the group is flushed as one task.
-func NewDelayedDeliverTask(d *app.Delivery) (*asynq.Task, error) {
-	payload, err := json.Marshal(DeliverPayload{Deliveries: []*app.Delivery{d}})
+func NewDelayedDeliverTask(d *delivery.Delivery) (*asynq.Task, error) {
+	payload, err := json.Marshal(DeliverPayload{Deliveries: []*delivery.Delivery{d}})
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
@@ -67,7 +68,7 @@ func NewDelayedDeliverTask(d *app.Delivery) (*asynq.Task, error) {
 // which recounts (see DeliverPayload.Recount): the users are inactive, so
 // their counters are seldom cached and a rebuild costs little.
 func aggregateDeliveries(group string, tasks []*asynq.Task) *asynq.Task {
-	var all []*app.Delivery
+	var all []*delivery.Delivery
 	for _, t := range tasks {
 		var p DeliverPayload
 		if err := json.Unmarshal(t.Payload(), &p); err == nil {
@@ -88,10 +89,10 @@ func (h DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("decode payload: %v: %w", err, asynq.SkipRetry)
 	}
 	retry, _ := asynq.GetRetryCount(ctx)
-	return h.App.Deliver(ctx, p.Deliveries, retry > 0 || p.Recount)
+	return h.App.Delivery.Deliver(ctx, p.Deliveries, retry > 0 || p.Recount)
 }
 
-// Queue enqueues app work as asynq tasks. It implements app.Enqueuer.
+// Queue enqueues app work as asynq tasks. It implements delivery.Queue.
 // Wake, if set, is called after fast work is enqueued for at once (see
 // Waker).
 type Queue struct {
@@ -105,10 +106,10 @@ func (q Queue) wake() {
 	}
 }
 
-var _ app.Enqueuer = Queue{}
+var _ app.Queue = Queue{}
 
-// EnqueueDeliver implements app.Enqueuer.
-func (q Queue) EnqueueDeliver(ctx context.Context, ds []*app.Delivery) error {
+// EnqueueDeliver implements delivery.Queue.
+func (q Queue) EnqueueDeliver(ctx context.Context, ds []*delivery.Delivery) error {
 	t, err := NewDeliverTask(ds)
 	if err != nil {
 		return err
@@ -120,8 +121,8 @@ func (q Queue) EnqueueDeliver(ctx context.Context, ds []*app.Delivery) error {
 	return nil
 }
 
-// EnqueueDelayed implements app.Enqueuer.
-func (q Queue) EnqueueDelayed(ctx context.Context, d *app.Delivery) error {
+// EnqueueDelayed implements delivery.Queue.
+func (q Queue) EnqueueDelayed(ctx context.Context, d *delivery.Delivery) error {
 	t, err := NewDelayedDeliverTask(d)
 	if err != nil {
 		return err

@@ -5,14 +5,14 @@ import (
 	"testing"
 
 	"github.com/hibiken/asynq"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/delivery"
 )
 
 // An aggregated delivery task recounts: asynq may make it twice from the
 // same deliveries (see DeliverPayload.Recount).
 func TestAggregatedDeliveriesRecount(t *testing.T) {
 	one := func(uid uint64) *asynq.Task {
-		task, err := NewDelayedDeliverTask(&app.Delivery{Kind: "comment", Body: []byte(`{}`), UIDs: []uint64{uid}, IDs: []uint64{uid * 10}})
+		task, err := NewDelayedDeliverTask(&delivery.Delivery{Kind: "comment", Body: []byte(`{}`), UIDs: []uint64{uid}, IDs: []uint64{uid * 10}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -25,7 +25,7 @@ func TestAggregatedDeliveriesRecount(t *testing.T) {
 	if !p.Recount || len(p.Deliveries) != 2 || p.Deliveries[1].UIDs[0] != 2 {
 		t.Fatalf("aggregated payload = %+v, want both deliveries, recounted", p)
 	}
-	fast, err := NewDeliverTask([]*app.Delivery{{Kind: "comment", Body: []byte(`{}`), UIDs: []uint64{3}, IDs: []uint64{30}}})
+	fast, err := NewDeliverTask([]*delivery.Delivery{{Kind: "comment", Body: []byte(`{}`), UIDs: []uint64{3}, IDs: []uint64{30}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,6 @@ type RetentionHandler struct{ App *app.App }
 
 // ProcessTask implements asynq.Handler.
 func (h RetentionHandler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
-	_, err := h.App.PurgeExpired(ctx)
+	_, err := h.App.Delivery.PurgeExpired(ctx)
 	return err
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +29,12 @@ func testRedisOpt(t *testing.T) asynq.RedisConnOpt {
 // fastLoop starts one fast-queue loop that, unwoken, would find a task
 // only after 50 s (its wait for a wake), with a mux that reports each
 // "test:ping" task's payload. It returns once the loop waits.
+//
+// It is also the pin of the one place Pushdesk depends on asynq's private
+// layout (docs/architecture.md, "The one exception"): a loop waits only if
+// Waker recognised asynq's dequeue script by its key names. When an asynq
+// upgrade changes them, loops stop waiting (they poll, as asynq does by
+// itself) and this fails, naming the version.
 func fastLoop(t *testing.T, opt asynq.RedisConnOpt) (*Workers, chan string) {
 	t.Helper()
 	cfg := app.Config{WorkerConcurrency: 4, QueuePoll: time.Second, WorkerShutdown: 5 * time.Second}
@@ -47,11 +55,22 @@ func fastLoop(t *testing.T, opt asynq.RedisConnOpt) (*Workers, chan string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for w.Waker().Waiting() < 1 {
 		if time.Now().After(deadline) {
-			t.Fatal("the fast loop never started waiting")
+			t.Fatalf("the fast loop never started waiting: asynq %s's dequeue no longer matches Waker.isFastDequeue (its keys asynq:{fast}:pending, active, lease); update it and docs/architecture.md", asynqVersion())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	return w, got
+}
+
+// asynqVersion is the asynq module go.mod requires.
+func asynqVersion() string {
+	mod, _ := os.ReadFile("../go.mod")
+	for _, line := range strings.Split(string(mod), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "github.com/hibiken/asynq "); ok {
+			return v
+		}
+	}
+	return "(version unknown)"
 }
 
 func enqueuePing(t *testing.T, opt asynq.RedisConnOpt, payload string) {

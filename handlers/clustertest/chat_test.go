@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 )
 
 func chatEnv(env []string) []string {
@@ -15,7 +15,7 @@ func chatEnv(env []string) []string {
 
 func dialAgent(tb testing.TB, in *instance, id uint64, name string) *client {
 	tb.Helper()
-	tok, err := app.NewAuth(secret).Mint(app.Identity{UID: id, Role: app.RoleAgent, Name: name}, time.Hour)
+	tok, err := auth.NewTokens(secret).Mint(auth.Identity{UID: id, Role: auth.RoleAgent, Name: name}, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/go-sql-driver/mysql"
-	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
 
@@ -235,7 +235,7 @@ func (in *instance) waitExit(d time.Duration) bool {
 
 func token(tb testing.TB, uid uint64) string {
 	tb.Helper()
-	tok, err := app.NewAuth(secret).Mint(app.Identity{UID: uid}, time.Hour)
+	tok, err := auth.NewTokens(secret).Mint(auth.Identity{UID: uid}, time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,0 +1,2 @@
+mark(KEYS[1], ARGV[1])
+return 1

@@ -1,0 +1,128 @@
+// Package session owns a client's connection from its first frame to its
+// last: connect (hello, the replay of what it missed, held live frames),
+// the frames a client sends (ack, read, sync, chat frames, with a budget
+// against floods), reads and listings of stored messages, presence, and
+// the end of a connection. Handlers give it identities and bytes; it
+// gives them hub clients. It uses packages delivery, broadcast, cluster,
+// activity and chat through their exported methods only.
+package session
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pushdesk/pushdesk/app/activity"
+	"github.com/pushdesk/pushdesk/app/auth"
+	"github.com/pushdesk/pushdesk/app/broadcast"
+	"github.com/pushdesk/pushdesk/app/chat"
+	"github.com/pushdesk/pushdesk/app/cluster"
+	"github.com/pushdesk/pushdesk/app/delivery"
+	"github.com/pushdesk/pushdesk/app/frames"
+	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/metrics"
+	"github.com/pushdesk/pushdesk/internal/clock"
+	"github.com/pushdesk/pushdesk/models"
+)
+
+// Deps is what the service needs; every field is required.
+type Deps struct {
+	Repo       *models.Repo
+	Hub        *hub.Hub
+	Cluster    *cluster.Service
+	Activity   *activity.Service
+	Broadcasts *broadcast.Service
+	Delivery   *delivery.Service
+	Chat       *chat.Service
+	Log        *slog.Logger
+	Metrics    *metrics.Metrics
+	Clock      *clock.Clock
+	Instance   string
+	// UserHeartbeat and AgentHeartbeat are the ping intervals told in
+	// hello, by role.
+	UserHeartbeat, AgentHeartbeat time.Duration
+	// FrameRate and FrameBurst are a user connection's frame budget (0:
+	// the defaults); ChatLineLimit is an agent's chat lines per 10 s.
+	FrameRate, FrameBurst, ChatLineLimit int
+}
+
+// Service runs sessions. Safe for concurrent use.
+type Service struct {
+	Deps
+	ctx    context.Context // ends background work (replays, syncs) at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns the service.
+func New(d Deps) *Service {
+	s := &Service{Deps: d}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Close ends the replays and syncs under way.
+func (s *Service) Close() { s.cancel() }
+
+// HeartbeatOf is the ping interval of a connection of role r.
+func (s *Service) HeartbeatOf(r auth.Role) time.Duration {
+	if r == auth.RoleAgent {
+		return s.AgentHeartbeat
+	}
+	return s.UserHeartbeat
+}
+
+// Control acts on a control frame pushed to uid's connections here
+// (cluster.Deps.Control): today only broadcast.ControlSegments.
+func (s *Service) Control(uid uint64, f hub.Frame) {
+	if f.Type == broadcast.ControlSegments {
+		s.refreshSegments(uid)
+	}
+}
+
+// refreshSegments reloads the segments of uid's clients on this instance
+// and, since joining or leaving a segment changes which broadcasts count,
+// sends each of them the user's counts (segment changes are rare).
+func (s *Service) refreshSegments(uid uint64) {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	segs, err := s.Broadcasts.SegmentsOf(ctx, uid)
+	if err != nil {
+		s.Log.Warn("refresh segments", "uid", uid, "err", err)
+		return
+	}
+	s.Hub.EachOf(uid, func(c *hub.Client) { c.SetSegments(segs) })
+	u, err := s.Delivery.Unread(ctx, uid)
+	if err != nil {
+		s.Log.Warn("counts after a segment change", "uid", uid, "err", err)
+		return
+	}
+	f := frames.UnreadFrame(u)
+	s.Hub.EachOf(uid, func(c *hub.Client) { c.Send(f) })
+}
+
+// Presence is GET /internal/v1/users/{uid}/presence.
+type Presence struct {
+	Online      bool       `json:"online"`
+	Connections int64      `json:"connections"`
+	LastSeen    *time.Time `json:"last_seen"`
+}
+
+// UserPresence returns uid's presence across instances.
+func (s *Service) UserPresence(ctx context.Context, uid uint64) (Presence, error) {
+	n, err := s.Cluster.Connections(ctx, uid)
+	if err != nil {
+		return Presence{}, err
+	}
+	p := Presence{Online: n > 0, Connections: n}
+	seen, err := s.Activity.LastSeen(ctx, []uint64{uid})
+	if err != nil {
+		return Presence{}, err
+	}
+	if !seen[0].IsZero() {
+		t := seen[0].UTC().Truncate(time.Second)
+		p.LastSeen = &t
+	}
+	return p, nil
+}
