@@ -2,19 +2,15 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/pushdesk/pushdesk/app"
 	"github.com/pushdesk/pushdesk/app/auth"
-	"github.com/pushdesk/pushdesk/app/broadcast"
 	"github.com/pushdesk/pushdesk/app/ids"
 	"github.com/pushdesk/pushdesk/models"
 )
@@ -321,78 +317,8 @@ func mustID(t *testing.T, s string) uint64 {
 	return id
 }
 
-func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
-	s2 := startServer(t, func(*app.Config) {})
-	s3 := startServer(t, func(*app.Config) {})
-	seg := uniqueSegment("ckpt")
-	var clients []*wsClient
-	for _, base := range []string{wsURL, "ws://" + s2.Addr(), "ws://" + s3.Addr()} {
-		for range 3 {
-			clients = append(clients, dialWSGroups(t, base, newUID(), seg))
-		}
-	}
-	ctx := context.Background()
-	a := srv.App
-	id := a.IDs.Next()
-	b := &models.Broadcast{ID: id, Segment: seg, Kind: "system", Body: `{"ckpt":1}`, Status: models.BroadcastScheduled, CreatedAt: time.Now().UTC()}
-	if err := a.Repo.InsertBroadcast(ctx, b); err != nil {
-		t.Fatal(err)
-	}
-	// The first run "crashes" after reaching one instance.
-	crash := errors.New("worker killed")
-	reached := 0
-	err := a.Broadcasts.FanOut(ctx, id, func(string) error {
-		if reached++; reached == 2 {
-			return crash
-		}
-		return nil
-	})
-	if !errors.Is(err, crash) {
-		t.Fatalf("first run = %v, want the crash", err)
-	}
-	// A second trigger while one runs does not start another.
-	hold, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	go func() {
-		_ = a.Broadcasts.FanOut(ctx, id, func(string) error { once.Do(func() { close(hold); <-release }); return nil })
-	}()
-	<-hold
-	if err := a.Broadcasts.FanOut(ctx, id, nil); !errors.Is(err, broadcast.ErrFanoutBusy) {
-		t.Fatalf("overlapping run = %v, want busy", err)
-	}
-	close(release)
-	for _, c := range clients {
-		if m := c.until("msg"); m.str("id") != ids.Format(id) {
-			t.Fatalf("client got %v, want broadcast %d", m, id)
-		}
-	}
-	// And nobody gets it twice.
-	for i, c := range clients {
-		if extra := c.drain("msg", 300*time.Millisecond); len(extra) != 0 {
-			t.Fatalf("client %d got the broadcast again: %v", i, extra)
-		}
-	}
-}
-
-// A fan-out publishes to the other instances before it writes to its own
-// connections, which takes far longer: the others must not wait for it.
-func TestFanOutReachesOtherInstancesFirst(t *testing.T) {
-	startServer(t, func(*app.Config) {})
-	a := srv.App
-	ctx := context.Background()
-	id := a.IDs.Next()
-	if err := a.Repo.InsertBroadcast(ctx, &models.Broadcast{ID: id, Segment: uniqueSegment("order"), Kind: "system", Body: `{}`,
-		Status: models.BroadcastScheduled, CreatedAt: time.Now().UTC()}); err != nil {
-		t.Fatal(err)
-	}
-	var order []string
-	if err := a.Broadcasts.FanOut(ctx, id, func(inst string) error { order = append(order, inst); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(order) < 2 || order[len(order)-1] != a.Instance || slices.Index(order, a.Instance) != len(order)-1 {
-		t.Fatalf("instances reached in order %v, want %s once and last", order, a.Instance)
-	}
-}
+// The fan-out's checkpoint, its lock and its order are tested in package
+// broadcast (fanout_test.go), with instances side by side in one process.
 
 func TestBroadcastRepeatRecoversALostFirstCall(t *testing.T) {
 	// The first call claimed the dedupe key and stored the row, then died

@@ -74,7 +74,7 @@ func (h BroadcastHandler) ProcessTask(ctx context.Context, t *asynq.Task) error 
 		}
 		return h.Queue.EnqueueBroadcast(ctx, id, time.Time{})
 	}
-	return h.App.Broadcasts.FanOut(ctx, p.ID, nil)
+	return h.App.Broadcasts.FanOut(ctx, p.ID)
 }
 
 // periodicConfigs lists the periodic tasks: retention, and one per

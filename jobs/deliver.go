@@ -11,26 +11,11 @@ import (
 	"github.com/pushdesk/pushdesk/app/delivery"
 )
 
-// TypeDeliver stores and pushes one ingest call's messages.
-const TypeDeliver = "push:deliver"
-
 // Queue names. QueueFast carries fresh messages for active users.
 const (
 	QueueFast    = "fast"
 	QueueDelayed = "delayed"
 )
-
-// DeliverPayload is a TypeDeliver task: the deliveries of one or more
-// ingest calls that arrived together.
-type DeliverPayload struct {
-	Deliveries []*delivery.Delivery `json:"d"`
-	// Recount asks the worker to rebuild the users' counters after the
-	// commit rather than add to them, as on a retry. Aggregated tasks set
-	// it: when asynq recovers an aggregation set whose task was already
-	// made (a crash between the two), the same deliveries come back as a
-	// new task, with no retry count to tell.
-	Recount bool `json:"r,omitempty"`
-}
 
 // GroupInactive is the asynq group that batches deliveries on the delayed
 // queue (see aggregateDeliveries).
@@ -40,56 +25,43 @@ var deliverOpts = []asynq.Option{asynq.MaxRetry(20), asynq.Timeout(60 * time.Sec
 
 // NewDeliverTask wraps deliveries for the fast queue.
 func NewDeliverTask(ds []*delivery.Delivery) (*asynq.Task, error) {
-	payload, err := json.Marshal(DeliverPayload{Deliveries: ds})
+	payload, err := json.Marshal(delivery.Payload{Deliveries: ds})
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
 	return fastDeliverTask(payload), nil
 }
 
-// fastDeliverTask is a TypeDeliver task on the fast queue with extra
+// fastDeliverTask is a delivery.TypeDeliver task on the fast queue with extra
 // options (a task id, a delay).
 func fastDeliverTask(payload []byte, extra ...asynq.Option) *asynq.Task {
 	opts := append(append([]asynq.Option{asynq.Queue(QueueFast)}, deliverOpts...), extra...)
-	return asynq.NewTask(TypeDeliver, payload, opts...)
+	return asynq.NewTask(delivery.TypeDeliver, payload, opts...)
 }
 
 // NewDelayedDeliverTask wraps a delivery for inactive users: it waits in
 // the delayed queue's group until the group is flushed as one task.
 func NewDelayedDeliverTask(d *delivery.Delivery) (*asynq.Task, error) {
-	payload, err := json.Marshal(DeliverPayload{Deliveries: []*delivery.Delivery{d}})
+	payload, err := json.Marshal(delivery.Payload{Deliveries: []*delivery.Delivery{d}})
 	if err != nil {
 		return nil, fmt.Errorf("encode delivery: %w", err)
 	}
-	return asynq.NewTask(TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueDelayed), asynq.Group(GroupInactive)}, deliverOpts...)...), nil
+	return asynq.NewTask(delivery.TypeDeliver, payload, append([]asynq.Option{asynq.Queue(QueueDelayed), asynq.Group(GroupInactive)}, deliverOpts...)...), nil
 }
 
-// aggregateDeliveries merges a flushed group into one TypeDeliver task,
-// which recounts (see DeliverPayload.Recount): the users are inactive, so
+// aggregateDeliveries merges a flushed group into one delivery.TypeDeliver task,
+// which recounts (see delivery.Payload.Recount): the users are inactive, so
 // their counters are seldom cached and a rebuild costs little.
 func aggregateDeliveries(group string, tasks []*asynq.Task) *asynq.Task {
 	var all []*delivery.Delivery
 	for _, t := range tasks {
-		var p DeliverPayload
+		var p delivery.Payload
 		if err := json.Unmarshal(t.Payload(), &p); err == nil {
 			all = append(all, p.Deliveries...)
 		}
 	}
-	payload, _ := json.Marshal(DeliverPayload{Deliveries: all, Recount: true})
-	return asynq.NewTask(TypeDeliver, payload)
-}
-
-// DeliverHandler runs TypeDeliver tasks.
-type DeliverHandler struct{ App *app.App }
-
-// ProcessTask implements asynq.Handler.
-func (h DeliverHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	var p DeliverPayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		return fmt.Errorf("decode payload: %v: %w", err, asynq.SkipRetry)
-	}
-	retry, _ := asynq.GetRetryCount(ctx)
-	return h.App.Delivery.Deliver(ctx, p.Deliveries, retry > 0 || p.Recount)
+	payload, _ := json.Marshal(delivery.Payload{Deliveries: all, Recount: true})
+	return asynq.NewTask(delivery.TypeDeliver, payload)
 }
 
 // Queue enqueues app work as asynq tasks. It implements delivery.Queue.

@@ -9,7 +9,7 @@ import (
 )
 
 // An aggregated delivery task recounts: asynq may make it twice from the
-// same deliveries (see DeliverPayload.Recount).
+// same deliveries (see delivery.Payload.Recount).
 func TestAggregatedDeliveriesRecount(t *testing.T) {
 	one := func(uid uint64) *asynq.Task {
 		task, err := NewDelayedDeliverTask(&delivery.Delivery{Kind: "comment", Body: []byte(`{}`), UIDs: []uint64{uid}, IDs: []uint64{uid * 10}})
@@ -18,7 +18,7 @@ func TestAggregatedDeliveriesRecount(t *testing.T) {
 		}
 		return task
 	}
-	var p DeliverPayload
+	var p delivery.Payload
 	if err := json.Unmarshal(aggregateDeliveries(GroupInactive, []*asynq.Task{one(1), one(2)}).Payload(), &p); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestAggregatedDeliveriesRecount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fp DeliverPayload
+	var fp delivery.Payload
 	if err := json.Unmarshal(fast.Payload(), &fp); err != nil || fp.Recount {
 		t.Fatalf("a fast task recounts (%v): its first attempt must add", err)
 	}

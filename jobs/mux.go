@@ -9,13 +9,14 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/app/delivery"
 	"github.com/redis/go-redis/v9"
 )
 
 // NewMux registers every task handler.
 func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 	mux := asynq.NewServeMux()
-	mux.Handle(TypeDeliver, DeliverHandler{App: a})
+	mux.Handle(delivery.TypeDeliver, a.Delivery)
 	mux.Handle(TypeRetention, RetentionHandler{App: a})
 	mux.Handle(TypeBroadcast, BroadcastHandler{App: a, Queue: q})
 	mux.Handle(TypeBroadcastRun, BroadcastHandler{App: a, Queue: q})

@@ -1,7 +1,3 @@
-// Package auth says who a token speaks for: an HS256 JWT from the main
-// site, checked here, or an opaque token checked at the user center
-// (PUSHDESK_AUTH_URL) with the answers cached in Redis. It owns Identity
-// and Role and must not know what the identity is then used for.
 package auth
 
 import (
@@ -9,17 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pushdesk/pushdesk/app/apierr"
 	"github.com/redis/rueidis"
-)
-
-// Errors a caller may match with errors.Is.
-var (
-	// ErrUnauthorized is a missing, malformed or expired token.
-	ErrUnauthorized = &apierr.Error{Status: 401, Code: "unauthorized", Message: "missing, invalid or expired token"}
-	// ErrUnavailable is an opaque token that could not be checked because
-	// the user center did not answer (and no cached answer exists).
-	ErrUnavailable = &apierr.Error{Status: 503, Code: "auth_unavailable", Message: "the user center is not answering; try again"}
 )
 
 // keyToken, with the token's SHA-256 in hex after it, caches a user-center

@@ -6,7 +6,6 @@ package broadcast
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -23,15 +22,11 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// ErrFanoutBusy is a fan-out already running elsewhere; retry later.
-var ErrFanoutBusy = errors.New("broadcast fan-out already running")
-
 // FanOut sends broadcast id to every instance, each of which pushes it to
 // its own connections in the segment. It is idempotent and restart-safe:
 // a lock keeps a second trigger from running alongside, and a checkpoint
-// (the set of instances reached) lets a restarted run skip them. beforeEach,
-// when set, runs before each instance (tests use it to stop midway).
-func (s *Service) FanOut(ctx context.Context, id uint64, beforeEach func(instance string) error) error {
+// (the set of instances reached) lets a restarted run skip them.
+func (s *Service) FanOut(ctx context.Context, id uint64) error {
 	lock := keyFanoutLock(id)
 	if err := s.Redis.Do(ctx, s.Redis.B().Set().Key(lock).Value(s.Instance).Nx().Px(fanoutLockTTL).Build()).Error(); err != nil {
 		if rueidis.IsRedisNil(err) {
@@ -78,11 +73,6 @@ func (s *Service) FanOut(ctx context.Context, id uint64, beforeEach func(instanc
 	for _, inst := range insts {
 		if slices.Contains(done, inst) {
 			continue
-		}
-		if beforeEach != nil {
-			if err := beforeEach(inst); err != nil {
-				return err
-			}
 		}
 		if inst == s.Instance {
 			s.fanOutLocal(live, frame)

@@ -285,7 +285,7 @@ func (s *Service) Cancel(ctx context.Context, id uint64) error {
 		return err
 	}
 	if !ok {
-		return apierr.New(404, "not_found", "no scheduled or recurring broadcast %d", id)
+		return ErrNotPending
 	}
 	return nil
 }

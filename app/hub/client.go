@@ -133,6 +133,24 @@ func NewClient(uid uint64, connID, role, transport string) *Client {
 	return c
 }
 
+// Deliver queues frames on every client of uid here and returns how many
+// clients took them.
+func (h *Hub) Deliver(uid uint64, frames ...Frame) int {
+	s := h.shard(uid)
+	s.mu.RLock()
+	list := s.users[uid]
+	var stack [4]*Client
+	targets := append(stack[:0], list...)
+	s.mu.RUnlock()
+	n := 0
+	for _, c := range targets {
+		if c.Send(frames...) {
+			n++
+		}
+	}
+	return n
+}
+
 // Send queues live frames. It reports false when the client is closed. A
 // client whose queue passes MaxQueuedBytes (a peer that stopped reading)
 // is closed with 1013 so it reconnects and resyncs instead of holding

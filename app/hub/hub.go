@@ -185,24 +185,6 @@ func (h *Hub) Remove(c *Client) (left int, removed bool) {
 	return len(list), removed
 }
 
-// Deliver queues frames on every client of uid here and returns how many
-// clients took them.
-func (h *Hub) Deliver(uid uint64, frames ...Frame) int {
-	s := h.shard(uid)
-	s.mu.RLock()
-	list := s.users[uid]
-	var stack [4]*Client
-	targets := append(stack[:0], list...)
-	s.mu.RUnlock()
-	n := 0
-	for _, c := range targets {
-		if c.Send(frames...) {
-			n++
-		}
-	}
-	return n
-}
-
 // Stats returns the number of connections and of distinct users here.
 func (h *Hub) Stats() (conns, users int) {
 	for i := range h.shards {

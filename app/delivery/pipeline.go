@@ -1,18 +1,149 @@
 package delivery
 
+// A message's path through this package: Ingest (the request) queues it,
+// ProcessTask (an asynq worker) hands it to Deliver, which counts, pushes
+// (package cluster) and stores it.
+
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/pushdesk/pushdesk/app/activity"
+	"github.com/pushdesk/pushdesk/app/apierr"
 	"github.com/pushdesk/pushdesk/app/broadcast"
 	"github.com/pushdesk/pushdesk/app/frames"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/ids"
 	"github.com/pushdesk/pushdesk/internal/luascript"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 )
+
+// Ingest assigns ids, routes each recipient by activity and hands the
+// deliveries to the queues. With an idempotency key, a repeat of an
+// earlier call (also a concurrent one) answers that call's ids with
+// Duplicate set, and enqueues nothing.
+func (s *Service) Ingest(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	if req.IdempotencyKey != "" {
+		return s.ingestOnce(ctx, req)
+	}
+	return s.ingestNow(ctx, req)
+}
+
+func (s *Service) ingestNow(ctx context.Context, req *IngestRequest) (*IngestResult, error) {
+	p, err := s.planIngest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	// The delayed part first: if the fast enqueue then fails, the caller's
+	// retry repeats at most the low-priority part (with an idempotency key,
+	// not even that: see ingestClaimed).
+	if err := s.enqueueSlow(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := s.enqueueFast(ctx, p); err != nil {
+		return nil, err
+	}
+	return p.Result, nil
+}
+
+// ingestPlan is an ingest call's answer and its deliveries by queue (nil
+// when a queue gets none).
+type ingestPlan struct {
+	Result *IngestResult `json:"result"`
+	Fast   *Delivery     `json:"fast,omitempty"`
+	Slow   *Delivery     `json:"slow,omitempty"`
+}
+
+// planIngest assigns ids and routes each recipient by activity.
+func (s *Service) planIngest(ctx context.Context, req *IngestRequest) (*ingestPlan, error) {
+	routes, err := s.Activity.Routes(ctx, req.UIDs)
+	if err != nil {
+		s.Log.Error("route by activity", "err", err)
+		return nil, apierr.ErrUnavailable
+	}
+	at := time.Now().UnixMilli()
+	fast := &Delivery{Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: at}
+	slow := &Delivery{Kind: req.Kind, Body: req.Body, CollapseKey: req.CollapseKey, At: at}
+	res := &IngestResult{IDs: make([]string, len(req.UIDs))}
+	for i, uid := range req.UIDs {
+		id := s.IDs.Next()
+		res.IDs[i] = ids.Format(id)
+		switch routes[i] {
+		case activity.RouteFast:
+			fast.IDs, fast.UIDs = append(fast.IDs, id), append(fast.UIDs, uid)
+		case activity.RouteDelayed:
+			slow.IDs, slow.UIDs = append(slow.IDs, id), append(slow.UIDs, uid)
+		default:
+			res.Released++
+		}
+	}
+	res.Accepted = len(fast.UIDs) + len(slow.UIDs)
+	s.Metrics.Released.Add(float64(res.Released))
+	p := &ingestPlan{Result: res}
+	if len(fast.UIDs) > 0 {
+		p.Fast = fast
+	}
+	if len(slow.UIDs) > 0 {
+		p.Slow = slow
+	}
+	return p, nil
+}
+
+func (s *Service) enqueueSlow(ctx context.Context, p *ingestPlan) error {
+	if p.Slow == nil {
+		return nil
+	}
+	if err := s.Queue.EnqueueDelayed(ctx, p.Slow); err != nil {
+		s.Log.Error("enqueue delayed delivery", "err", err)
+		return apierr.ErrUnavailable
+	}
+	s.Metrics.Ingested.WithLabelValues("delayed").Add(float64(len(p.Slow.UIDs)))
+	return nil
+}
+
+func (s *Service) enqueueFast(ctx context.Context, p *ingestPlan) error {
+	if p.Fast == nil {
+		return nil
+	}
+	if err := s.ingest.Submit(ctx, p.Fast); err != nil {
+		s.Log.Error("enqueue delivery", "err", err)
+		return apierr.ErrUnavailable
+	}
+	s.Metrics.Ingested.WithLabelValues("fast").Add(float64(len(p.Fast.UIDs)))
+	return nil
+}
+
+// TypeDeliver is the asynq task type that delivers: package jobs queues
+// it, and its workers hand it to ProcessTask.
+const TypeDeliver = "push:deliver"
+
+// Payload is a TypeDeliver task: the deliveries of one or more ingest
+// calls that arrived together.
+type Payload struct {
+	Deliveries []*Delivery `json:"d"`
+	// Recount asks the worker to rebuild the users' counters after the
+	// commit rather than add to them, as on a retry. Aggregated tasks set
+	// it: when asynq recovers an aggregation set whose task was already
+	// made (a crash between the two), the same deliveries come back as a
+	// new task, with no retry count to tell.
+	Recount bool `json:"r,omitempty"`
+}
+
+// ProcessTask runs a TypeDeliver task (it is an asynq.Handler). A retry
+// recounts (see Deliver).
+func (s *Service) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var p Payload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil {
+		return fmt.Errorf("decode payload: %v: %w", err, asynq.SkipRetry)
+	}
+	retry, _ := asynq.GetRetryCount(ctx)
+	return s.Deliver(ctx, p.Deliveries, retry > 0 || p.Recount)
+}
 
 // Deliver counts deliveries' messages, pushes them (with the user's new
 // counts) to every connection of their users, and stores them in their
@@ -130,73 +261,6 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 			if u, err := s.Unread(ctx, uid); err == nil {
 				_ = s.Cluster.Push(ctx, uid, frames.UnreadFrame(u))
 			}
-		}
-	}
-	return nil
-}
-
-// undoCounts drops the counter caches of uids (counted for messages that
-// were not stored; the next read rebuilds them from MySQL) and clears the
-// messages' in-flight marks.
-func (s *Service) undoCounts(ctx context.Context, uids, ids []uint64) {
-	ctx = context.WithoutCancel(ctx)
-	if err := s.Reset(ctx, uids...); err != nil {
-		s.Log.Warn("reset counters after a failed delivery", "err", err) // they heal within unreadTTL
-	}
-	s.clearInFlight(ctx, uids, ids)
-}
-
-// deliverCollapsed stores m through the collapse upsert, then counts it
-// (only if it made a new message) and pushes the resulting message: for a
-// merge that is the existing id with its new count. A repeat of m (applied
-// before, by this task or another) counts nothing and pushes the row m
-// went into as it is now, if it is still there.
-func (s *Service) deliverCollapsed(ctx context.Context, m models.Message, recount bool) error {
-	uids, ids := []uint64{m.ToUID}, []uint64{m.ID}
-	if err := s.markInFlight(ctx, uids, ids); err != nil {
-		return err
-	}
-	row, applied, err := s.Repo.UpsertCollapsed(ctx, m)
-	if err != nil {
-		s.clearInFlight(ctx, uids, ids)
-		return err
-	}
-	if row.ID == 0 { // a repeat whose row was purged: nothing to count or show
-		s.clearInFlight(ctx, uids, ids)
-		return nil
-	}
-	incr := "0"
-	switch {
-	case !applied:
-	case row.ID == m.ID:
-		incr = "1"
-		s.Metrics.Stored.Inc()
-	default:
-		s.Metrics.Collapsed.Inc()
-	}
-	if recount {
-		if err := s.Reset(ctx, m.ToUID); err != nil {
-			s.clearInFlight(ctx, uids, ids)
-			return fmt.Errorf("reset counters: %w", err)
-		}
-		incr = "0"
-	}
-	reply, err := deliverScript.Exec(ctx, s.Redis, deliverKeys([]string{broadcast.KeyGen}, m.ToUID), deliverArgs(nil, m.Kind, incr, "-1", m.ID)).ToArray()
-	if err != nil || len(reply) != 1 { // it may or may not have run: rebuild; the row is stored, so a replay shows it
-		s.undoCounts(ctx, uids, ids)
-		s.Log.Warn("push failed", "uid", m.ToUID, "err", err, "replies", len(reply))
-		return nil
-	}
-	online, counted, err := s.pushCounts(ctx, m.ToUID, []hub.Frame{frames.Message(&row, false)}, reply[0], true)
-	if online {
-		s.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
-	}
-	if err != nil {
-		s.Log.Warn("push failed", "uid", m.ToUID, "err", err)
-	}
-	if online && !counted {
-		if u, err := s.Unread(ctx, m.ToUID); err == nil {
-			_ = s.Cluster.Push(ctx, m.ToUID, frames.UnreadFrame(u))
 		}
 	}
 	return nil
