@@ -73,7 +73,7 @@ func (r *recorder) Write(fs []hub.Frame) error {
 	}
 	return nil
 }
-func (r *recorder) Ping() error      { return nil }
+func (r *recorder) Ping() error       { return nil }
 func (r *recorder) Close(int, string) {}
 
 func (r *recorder) msgs() []string {
