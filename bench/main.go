@@ -1,4 +1,4 @@
-// Command bench load-tests a running Pushdesk the way BENCH.md describes:
+// Command bench load-tests a running Pushdesk the way docs/performance.md describes:
 // N WebSocket clients (one user each, dialled 64 at a time from several
 // 127.0.1.x source addresses, 1 KiB read buffers, every frame parsed), then
 // M messages posted by P keep-alive publishers, each to one random

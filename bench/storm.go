@@ -1,4 +1,4 @@
-// Storm mode (-mode storm): a reconnect storm as BENCH.md measures it.
+// Storm mode (-mode storm): a reconnect storm as docs/performance.md measures it.
 // -conns clients (one user each) dial -dial at a time; each counts from
 // the start of its dial to its hello. The tool then holds every socket
 // open for -hold and counts as ready only the clients that got hello and

@@ -79,7 +79,7 @@ func newFiber(a *app.App) *fiber.App {
 		ReadBufferSize:        16 << 10, // tokens in the query string can be long
 		IdleTimeout:           75 * time.Second,
 		Network:               fiber.NetworkTCP,
-		// No WriteTimeout: it would cut SSE streams (see PITFALLS).
+		// No WriteTimeout: it would cut SSE streams (Fiber applies it to the whole response).
 	})
 }
 

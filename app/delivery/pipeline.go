@@ -307,13 +307,6 @@ func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, r
 // dozen rows over 128 tables is a statement per row or two. Waiting is
 // cheap for the user, who was pushed the message before its commit; what
 // reads a pushed id waits for the commit (settle), and the task stays on
-// the queue until it, so nothing is lost meanwhile.
-//
-// Measured (BENCH.md method, 2,000 clients, 20,000 messages, alternating
-// runs), MariaDB's CPU per message and the delivery rate: 10 ms, 36–45 µs
-// and 6,500–7,300/s; 60 ms, 24–26 µs; 100 ms, 18–21 µs and 7,600–8,600/s;
-// 200 ms, 16 µs but a worse p99 (29 and 44 ms against 19–26 ms). Eight
-// writers with an eighth of the tables each (at 100 ms) were worse than
-// one: 24–34 µs, since each commit costs too. Before that, one flusher had
-// beaten two, and 10 ms had beaten 5 ms.
+// the queue until it, so nothing is lost meanwhile. How 100 ms was chosen:
+// docs/performance.md, "Shard writes".
 const shardLinger = 100 * time.Millisecond
