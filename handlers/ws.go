@@ -85,16 +85,20 @@ func (w *wsWriter) Ping() error {
 	return w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait))
 }
 
-// Close sends the close frame and ends the read loop at once. fasthttp's
-// hijacked conn ignores Close, so the reader is woken by a deadline in the
-// past and the TCP connection is closed underneath.
+// Close sends the close frame and lets the read loop wait, up to
+// closeGrace, for the peer's own close frame: closing the socket while the
+// peer's last frames (a pong, say) sit unread would reset the connection,
+// and a reset can destroy our close frame before the peer reads it, so the
+// client would see a broken connection instead of the code. The read loop
+// ends on the peer's close or the deadline, and the library closes the
+// connection when the handler returns.
 func (w *wsWriter) Close(code int, reason string) {
 	_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
-	_ = w.conn.SetReadDeadline(time.Now())
-	if w.cork != nil {
-		_ = w.cork.Conn.Close()
-	}
+	_ = w.conn.SetReadDeadline(time.Now().Add(closeGrace))
 }
+
+// closeGrace is how long a closing connection waits for the peer's close.
+const closeGrace = time.Second
 
 // wsUpgrade rejects non-upgrade requests and, while draining, new ones.
 func wsUpgrade(s *Server) fiber.Handler {
@@ -159,6 +163,11 @@ func wsHandler(s *Server) fiber.Handler {
 			mt, data, err := conn.ReadMessage()
 			if err != nil {
 				break
+			}
+			select {
+			case <-c.Done(): // closing: only the peer's close frame is awaited
+				continue
+			default:
 			}
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
 			a.Session.Heartbeat(c)
