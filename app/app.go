@@ -135,6 +135,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		Chat: a.Chat, Log: log, Metrics: a.Metrics, Clock: a.Clock, Instance: instance,
 		UserHeartbeat: cfg.Heartbeat, AgentHeartbeat: cfg.AgentHeartbeat,
 		FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst, ChatLineLimit: cfg.chatLineLimit(),
+		Connects: cfg.ConnectConcurrency, ConnectWait: cfg.ConnectWait,
 	})
 	a.Chat.Start()
 	return a, nil

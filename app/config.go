@@ -122,6 +122,12 @@ type Config struct {
 	// agents get more, after the chat's line limit. Zero means 30 and
 	// 300. Env PUSHDESK_FRAME_RATE, PUSHDESK_FRAME_BURST.
 	FrameRate, FrameBurst int
+	// ConnectConcurrency is how many connects may run at once; one that
+	// cannot start within ConnectWait is refused (1013 with a retry hint)
+	// rather than left waiting. Zero means 256 and 2s. Env
+	// PUSHDESK_CONNECT_CONCURRENCY, PUSHDESK_CONNECT_WAIT.
+	ConnectConcurrency int
+	ConnectWait        time.Duration
 
 	// Chat configures the support desk (see chat.Config for defaults).
 	// Env PUSHDESK_CHAT_CAPACITY, PUSHDESK_CHAT_AGENT_GRACE,
@@ -167,6 +173,7 @@ func ConfigFromEnv() (Config, error) {
 		"PUSHDESK_AUTH_NEGATIVE_TTL": &c.AuthNegativeTTL,
 		"PUSHDESK_CHAT_AGENT_GRACE":  &c.Chat.Grace,
 		"PUSHDESK_CHAT_SETTLE":       &c.Chat.Settle,
+		"PUSHDESK_CONNECT_WAIT":      &c.ConnectWait,
 	} {
 		if *dst, err = envDuration(key); err != nil {
 			return c, err
@@ -188,7 +195,7 @@ func ConfigFromEnv() (Config, error) {
 		}
 	}
 	for key, dst := range map[string]*int{"PUSHDESK_CHAT_CAPACITY": &c.Chat.Capacity, "PUSHDESK_CHAT_RATE": &c.Chat.Rate,
-		"PUSHDESK_FRAME_RATE": &c.FrameRate, "PUSHDESK_FRAME_BURST": &c.FrameBurst} {
+		"PUSHDESK_FRAME_RATE": &c.FrameRate, "PUSHDESK_FRAME_BURST": &c.FrameBurst, "PUSHDESK_CONNECT_CONCURRENCY": &c.ConnectConcurrency} {
 		if v := os.Getenv(key); v != "" {
 			if *dst, err = strconv.Atoi(v); err != nil || *dst < 1 {
 				return c, fmt.Errorf("%s=%q: want a positive integer", key, v)

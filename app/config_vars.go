@@ -59,6 +59,8 @@ var Vars = []Var{
 	{"PUSHDESK_CHAT_RATE", "20", "chat lines a sender may send per 10 s", cmdsServe},
 	{"PUSHDESK_FRAME_RATE", "30", "client frames a user connection may send per second (agents: more, see docs/protocol.md)", cmdsServe},
 	{"PUSHDESK_FRAME_BURST", "300", "client frames a user connection may send at once", cmdsServe},
+	{"PUSHDESK_CONNECT_CONCURRENCY", "256", "connects an instance runs at once; more wait up to PUSHDESK_CONNECT_WAIT", cmdsServe},
+	{"PUSHDESK_CONNECT_WAIT", "2s", "how long a connect waits for a turn before it is refused with 1013 and a retry hint", cmdsServe},
 	{"PUSHDESK_DATA_DIR", ".data", "where `go tool task run|test` keep the private Redis/MariaDB they start", nil},
 }
 

@@ -3,6 +3,8 @@ package handlers
 import (
 	"bufio"
 	"context"
+	"errors"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -79,6 +81,11 @@ func sseHandler(s *Server) fiber.Handler {
 		ctx, cancel := context.WithTimeout(c.UserContext(), 10*time.Second)
 		cl, err := a.Session.Connect(ctx, id, session.ConnectOptions{Transport: "sse", RemoteAddr: remote, LastEventID: last})
 		cancel()
+		var busy *session.BusyError
+		if errors.As(err, &busy) {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(busy.RetryAfter.Round(time.Second)/time.Second)))
+			return apierr.New(503, "busy", "too many connections at once, retry in %d ms", busy.RetryAfter.Milliseconds())
+		}
 		if err != nil {
 			return unavailable(err)
 		}

@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -133,8 +135,16 @@ func wsHandler(s *Server) fiber.Handler {
 		c, err := a.Session.Connect(ctx, id, session.ConnectOptions{Transport: "ws", RemoteAddr: remote})
 		cancel()
 		if err != nil {
-			a.Log.Error("connect failed", "uid", id.UID, "err", err)
-			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "unavailable"), time.Now().Add(time.Second))
+			// 1013 either way; a refusal under load says when to come back
+			// ("retry_ms=<n>", docs/protocol.md).
+			reason := "unavailable"
+			var busy *session.BusyError
+			if errors.As(err, &busy) {
+				reason = "busy retry_ms=" + strconv.FormatInt(busy.RetryAfter.Milliseconds(), 10)
+			} else {
+				a.Log.Error("connect failed", "uid", id.UID, "err", err)
+			}
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, reason), time.Now().Add(time.Second))
 			return
 		}
 		heartbeat := a.Cfg.HeartbeatOf(id.Role)

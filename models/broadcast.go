@@ -145,6 +145,21 @@ func (r *Repo) ListBroadcasts(ctx context.Context, q BroadcastQuery) ([]Broadcas
 	return out, nil
 }
 
+// NewestSent is when the most recently sent broadcast was sent (zero when
+// none was): one indexed lookup.
+func (r *Repo) NewestSent(ctx context.Context) (time.Time, error) {
+	var at []time.Time
+	err := r.DB.NewSelect().Model((*Broadcast)(nil)).ColumnExpr("b.sent_at").
+		Where("b.status = ?", BroadcastSent).OrderExpr("b.sent_at DESC").Limit(1).Scan(ctx, &at)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("newest broadcast: %w", err)
+	}
+	if len(at) == 0 {
+		return time.Time{}, nil
+	}
+	return at[0], nil
+}
+
 // CountBroadcasts counts q's broadcasts per kind.
 func (r *Repo) CountBroadcasts(ctx context.Context, q BroadcastQuery) (map[string]int64, error) {
 	var rows []struct {

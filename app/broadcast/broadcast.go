@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushdesk/pushdesk/app/activity"
@@ -12,6 +13,7 @@ import (
 	"github.com/pushdesk/pushdesk/internal/clock"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
+	"golang.org/x/sync/singleflight"
 )
 
 // Deps is what the service needs; every field is required.
@@ -33,7 +35,11 @@ type Deps struct {
 }
 
 // Service is the broadcast desk. Safe for concurrent use.
-type Service struct{ Deps }
+type Service struct {
+	Deps
+	newest atomic.Pointer[newest] // see newestSent
+	flight singleflight.Group
+}
 
 // New returns the service.
 func New(d Deps) *Service { return &Service{Deps: d} }

@@ -228,11 +228,7 @@ func (s *Service) unreadGen(ctx context.Context, uid uint64) (map[string]int64, 
 	if err != nil {
 		return nil, 0, err
 	}
-	q, err := s.Query(ctx, uid)
-	if err != nil {
-		return nil, 0, err
-	}
-	counts, err := s.Repo.CountBroadcasts(ctx, q)
+	counts, err := s.count(ctx, uid, gen)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -295,4 +291,58 @@ func (s *Service) Read(ctx context.Context, uid uint64, ids []uint64) (int64, er
 		s.invalidateBroadcastState(ctx, uid, false)
 	}
 	return n, err
+}
+
+// count counts uid's unread broadcasts in MySQL, unless nothing was sent
+// since the user's read mark (the usual case on a reconnect, and always
+// for a user never seen, whose mark is now): then there is nothing to
+// count, and a reconnect storm costs MySQL no query per connection here.
+func (s *Service) count(ctx context.Context, uid uint64, gen int64) (map[string]int64, error) {
+	mark, err := s.Mark(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	newest, err := s.newestSent(ctx, gen)
+	if err != nil {
+		return nil, err
+	}
+	if !newest.After(mark) {
+		return map[string]int64{}, nil
+	}
+	q, err := s.Query(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	return s.Repo.CountBroadcasts(ctx, q)
+}
+
+// newest is when the newest broadcast of a generation or older was sent.
+type newest struct {
+	gen int64
+	at  time.Time
+}
+
+// newestSent is when the newest broadcast sent at generation gen or
+// before was sent: read from MySQL once per generation and instance (one
+// query for all the callers that want it at once). A fan-out marks its
+// broadcast sent before it moves the generation, so what is read after
+// the generation was read includes every broadcast of that generation.
+func (s *Service) newestSent(ctx context.Context, gen int64) (time.Time, error) {
+	if n := s.newest.Load(); n != nil && n.gen == gen {
+		return n.at, nil
+	}
+	v, err, _ := s.flight.Do(strconv.FormatInt(gen, 10), func() (any, error) {
+		at, err := s.Repo.NewestSent(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n := s.newest.Load(); n == nil || n.gen < gen {
+			s.newest.Store(&newest{gen: gen, at: at})
+		}
+		return at, nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return v.(time.Time), nil
 }

@@ -1,8 +1,11 @@
 package session
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -38,11 +41,17 @@ type Deps struct {
 	// FrameRate and FrameBurst are a user connection's frame budget (0:
 	// the defaults); ChatLineLimit is an agent's chat lines per 10 s.
 	FrameRate, FrameBurst, ChatLineLimit int
+	// Connects is how many connects may run at once (0: 256); one that
+	// cannot start within ConnectWait (0: 2 s) is refused with a
+	// BusyError rather than left waiting (see Connect).
+	Connects    int
+	ConnectWait time.Duration
 }
 
 // Service runs sessions. Safe for concurrent use.
 type Service struct {
 	Deps
+	slots  chan struct{}   // one per connect under way
 	ctx    context.Context // ends background work (replays, syncs) at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -50,7 +59,8 @@ type Service struct {
 
 // New returns the service.
 func New(d Deps) *Service {
-	s := &Service{Deps: d}
+	s := &Service{Deps: d, slots: make(chan struct{}, cmp.Or(d.Connects, 256))}
+	s.ConnectWait = cmp.Or(d.ConnectWait, 2*time.Second)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -118,4 +128,36 @@ func (s *Service) UserPresence(ctx context.Context, uid uint64) (Presence, error
 		p.LastSeen = &t
 	}
 	return p, nil
+}
+
+// BusyError is a connect refused because the instance is already running
+// as many as it may: the client should come back after RetryAfter (which
+// is spread, so refused clients do not all return together).
+type BusyError struct{ RetryAfter time.Duration }
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("too many connects under way, retry in %v", e.RetryAfter)
+}
+
+// admit takes a connect slot, waiting up to ConnectWait; release gives it
+// back. Under a storm, connects beyond what the instance serves in that
+// time are refused early instead of waiting on Redis and MySQL until
+// their deadline.
+func (s *Service) admit(ctx context.Context) (release func(), err error) {
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	default:
+	}
+	t := time.NewTimer(s.ConnectWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	case <-t.C:
+		s.Metrics.Errors.WithLabelValues("connect shed").Inc()
+		return nil, &BusyError{RetryAfter: time.Second + rand.N(4*time.Second)}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -48,6 +48,11 @@ func newConnID() string {
 // replay are held and deduplicated against it, so nothing is lost between
 // the replay query and the live stream.
 func (s *Service) Connect(ctx context.Context, id auth.Identity, opt ConnectOptions) (*hub.Client, error) {
+	release, err := s.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	shown := id.UID
 	if id.Role == auth.RoleAgent { // agents' ids are their own namespace
 		id.UID = chat.AgentKey(id.UID)

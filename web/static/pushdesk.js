@@ -26,6 +26,13 @@ export class PushdeskError extends Error {
   }
 }
 
+/** retryHint reads the wait a 1013 close asks for ("retry_ms=<n>" in its reason), or 0. */
+export function retryHint(e) {
+  if (!e || e.code !== 1013) return 0;
+  const m = /retry_ms=(\d+)/.exec(e.reason || "");
+  return m ? Math.min(Number(m[1]), 60000) : 0;
+}
+
 /** backoff is the wait before reconnect attempt n: full jitter over an exponential cap. */
 export function backoff(attempt, base = 500, cap = 30000) {
   return Math.random() * Math.min(cap, base * 2 ** attempt);
@@ -192,10 +199,11 @@ export class Pushdesk {
       try { f = JSON.parse(e.data); } catch { return; }
       this.frame(f);
     };
-    ws.onclose = () => {
+    ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (!opened) this.wsFails++;
+      this.retryHint = retryHint(e);
       this.lost();
     };
   }
@@ -229,7 +237,11 @@ export class Pushdesk {
       }
     }
     if (this.stopped) return;
-    const wait = backoff(this.attempt - 1);
+    // A server shedding load says when to come back (1013 "retry_ms=<n>"):
+    // wait that, plus up to as much again, so refused clients spread out.
+    const hint = this.retryHint || 0;
+    this.retryHint = 0;
+    const wait = hint > 0 ? hint + Math.random() * hint : backoff(this.attempt - 1);
     this.setState("reconnecting", { retryIn: wait });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.open(), wait);
