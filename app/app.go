@@ -88,6 +88,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		instance = hex.EncodeToString(b[:])
 	}
 	log = log.With("instance", instance)
+	repo := &models.Repo{DB: db}
+	if _, err := cluster.CheckIdentity(ctx, rc, repo); err != nil {
+		rc.Close()
+		db.Close()
+		return nil, RedactError(err)
+	}
 	gen, err := ids.Lease(ctx, rc, instance, log)
 	if err != nil {
 		rc.Close()
@@ -95,7 +101,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		return nil, err
 	}
 	a := &App{
-		Cfg: cfg, Redis: rc, DB: db, Repo: &models.Repo{DB: db}, Log: log, Instance: instance,
+		Cfg: cfg, Redis: rc, DB: db, Repo: repo, Log: log, Instance: instance,
 		Clock: new(clock.Clock), IDs: gen, Hub: hub.New(),
 	}
 	a.Metrics = metrics.New(a.Hub.Stats)
