@@ -89,7 +89,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 	}
 	log = log.With("instance", instance)
 	repo := &models.Repo{DB: db}
-	if _, err := cluster.CheckIdentity(ctx, rc, repo); err != nil {
+	identity, err := cluster.CheckIdentity(ctx, rc, repo)
+	if err != nil {
 		rc.Close()
 		db.Close()
 		return nil, RedactError(err)
@@ -111,13 +112,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 	// hands on goes to services made after it: these closures run only
 	// once frames arrive, after New has returned.
 	a.Cluster, err = cluster.New(ctx, cluster.Deps{
-		Redis: rc, Hub: a.Hub, Repo: a.Repo, IDs: gen, Log: log, Metrics: a.Metrics, Instance: instance,
+		Redis: rc, Hub: a.Hub, Repo: a.Repo, IDs: gen, Log: log, Metrics: a.Metrics, Instance: instance, Identity: identity,
 		Counts: func(ctx context.Context, uid uint64) (hub.Frame, error) {
 			u, err := a.Delivery.Unread(ctx, uid)
 			return frames.UnreadFrame(u), err
 		},
 		Control:   func(uid uint64, f hub.Frame) { a.Session.Control(uid, f) },
 		Broadcast: func(envelope []byte) { a.Broadcasts.Receive(envelope) },
+		Resync:    func() { a.Session.ResyncAll() },
 	})
 	if err != nil {
 		gen.Release(context.WithoutCancel(ctx))

@@ -24,6 +24,9 @@ type Deps struct {
 	Log      *slog.Logger
 	Metrics  *metrics.Metrics
 	Instance string
+	// Identity is the cluster's id (CheckIdentity), put back into a Redis
+	// that lost its data.
+	Identity string
 	// Counts returns uid's unread frame read afresh, for a push tried
 	// again after nobody heard it.
 	Counts func(ctx context.Context, uid uint64) (hub.Frame, error)
@@ -33,6 +36,9 @@ type Deps struct {
 	// Broadcast fans out a broadcast envelope (see PublishBroadcast) to
 	// this instance's connections; it runs on its own goroutine.
 	Broadcast func(envelope []byte)
+	// Resync brings every client of this instance up to date after Redis
+	// lost its data (see recover); it runs on its own goroutine.
+	Resync func()
 }
 
 // Service is this instance's part of the cluster. Safe for concurrent use.

@@ -122,6 +122,7 @@ func (s *Service) refresh(ctx context.Context) error {
 		s.Redis.B().Hlen().Key(keyInstanceConns(s.Instance)).Build(),
 		s.Redis.B().Hset().Key(keyInstanceStats(s.Instance)).FieldValue().FieldValue("connections", strconv.Itoa(conns)).FieldValue("users", strconv.Itoa(users)).Build(),
 		s.Redis.B().Pexpire().Key(keyInstanceStats(s.Instance)).Milliseconds(int64(aliveTTL/time.Millisecond)).Build(),
+		s.Redis.B().Get().Key(keyIdentity).Build(),
 	)
 	for _, r := range res {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
@@ -130,6 +131,9 @@ func (s *Service) refresh(ctx context.Context) error {
 	}
 	if err := s.IDs.Renew(ctx); err != nil {
 		return err
+	}
+	if rueidis.IsRedisNil(res[5].Error()) {
+		return s.recover(ctx)
 	}
 	wasAlive := res[0].Error() == nil
 	registered, _ := res[2].AsInt64()
@@ -145,6 +149,24 @@ func (s *Service) refresh(ctx context.Context) error {
 	s.mismatches = 0
 	s.Log.Info("reconciling registry", "was_alive", wasAlive, "registered", registered, "local", conns)
 	return s.reconcile(ctx)
+}
+
+// recover runs when the cluster's identity key is gone from Redis: Redis
+// lost its data (restarted without persistence, or flushed). Every
+// instance notices within aliveEvery: it puts the identity back,
+// registers its connections again at once (until then no push finds
+// them), and has Deps.Resync bring its clients up to date, since pushes
+// made meanwhile did not reach them.
+func (s *Service) recover(ctx context.Context) error {
+	s.Log.Warn("redis lost its data: registering this instance's connections again and resyncing its clients")
+	s.Metrics.Errors.WithLabelValues("redis data lost").Inc()
+	if err := s.Redis.Do(ctx, s.Redis.B().Set().Key(keyIdentity).Value(s.Identity).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
+		return err
+	}
+	s.mismatches = 0
+	err := s.reconcile(ctx)
+	go s.Resync()
+	return err
 }
 
 // reconcile makes this instance's Redis entries match its hub.

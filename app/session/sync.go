@@ -33,3 +33,28 @@ func (s *Service) serveSync(c *hub.Client) {
 		}
 	}
 }
+
+// resyncAtOnce bounds the clients ResyncAll brings up to date at the same
+// time: each costs a few MySQL queries when the counters are gone too.
+const resyncAtOnce = 32
+
+// ResyncAll runs a sync for every client of this instance, as if each
+// had sent {"type":"sync"}: fresh counts and the unread replay (clients
+// dedupe by id). Used when Redis lost its data, so pushes made while the
+// registry was empty reach the clients that stayed connected.
+func (s *Service) ResyncAll() {
+	var clients []*hub.Client
+	s.Hub.Each(func(c *hub.Client) { clients = append(clients, c) })
+	turns := make(chan struct{}, resyncAtOnce)
+	for _, c := range clients {
+		select {
+		case turns <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
+		go func() {
+			defer func() { <-turns }()
+			s.serveSync(c)
+		}()
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +96,28 @@ func OwnDatabase(name string) (string, func(), error) {
 		_, _ = db.Exec("DROP DATABASE IF EXISTS `" + name + "`")
 		db.Close()
 	}, nil
+}
+
+// RestartRedis kills the redis-server cmd (as kill -9 would) and starts an
+// empty one on the same URL, as a Redis restarted without persistence
+// comes back; it returns the new process.
+func RestartRedis(tb testing.TB, cmd *exec.Cmd, url string) *exec.Cmd {
+	tb.Helper()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")
+	_, port, _ := net.SplitHostPort(addr)
+	next := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", tb.TempDir(), "--save", "", "--appendonly", "no")
+	if err := next.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	for range 200 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return next
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	tb.Fatalf("redis-server on %s did not come back", addr)
+	return nil
 }
