@@ -36,11 +36,16 @@ func newInstance(t *testing.T, name string, rc rueidis.Client, repo *models.Repo
 	}
 	in := &instance{name: name, hub: hub.New()}
 	m := metrics.New(in.hub.Stats)
-	cl, err := cluster.New(context.Background(), cluster.Deps{
+	identity, err := cluster.CheckIdentity(context.Background(), rc, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := cluster.New(context.Background(), cluster.Deps{Identity: identity,
 		Redis: rc, Hub: in.hub, Repo: repo, IDs: gen, Log: log, Metrics: m, Instance: name,
 		Counts:    func(context.Context, uint64) (hub.Frame, error) { return frames.UnreadFrame(frames.Unread{}), nil },
 		Control:   func(uint64, hub.Frame) {},
 		Broadcast: func(envelope []byte) { in.desk.Receive(envelope) },
+		Resync:    func() {},
 	})
 	if err != nil {
 		t.Fatal(err)

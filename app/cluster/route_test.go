@@ -156,13 +156,18 @@ func testService(t *testing.T) *Service {
 		t.Fatal(err)
 	}
 	h := hub.New()
-	s, err := New(context.Background(), Deps{
+	identity, err := CheckIdentity(context.Background(), rc, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), Deps{Identity: identity,
 		Redis: rc, Hub: h, Repo: repo, IDs: gen, Log: log, Metrics: metrics.New(h.Stats), Instance: "test",
 		Counts: func(context.Context, uint64) (hub.Frame, error) {
 			return frames.UnreadFrame(frames.Unread{Total: 1, ByKind: map[string]int64{"comment": 1}}), nil
 		},
 		Control:   func(uint64, hub.Frame) {},
 		Broadcast: func([]byte) {},
+		Resync:    func() {},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,8 @@ const unreadTTL = 24 * 3600
 // "1": a delivery that counts and pushes before it commits) or clears that
 // mark (mode "-1": one that committed first), and replies {unread hash or
 // {}, the user's instance → connections hash, the user's cached broadcast
-// counts, the broadcast generation}, so one round trip serves the marks,
+// counts, the broadcast generation, 1 if the message was marked in flight
+// already (an earlier attempt pushed it)}, so one round trip serves the marks,
 // the counts, the routing and the unread frames of a whole task. Marking
 // and reading the connections in one script is what lets a connect rely on
 // Settle (see Connect). KEYS: the broadcast generation, then per message

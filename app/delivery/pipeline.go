@@ -221,7 +221,14 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 	}
 	var stale []int // online users whose new counts are sent after the commit
 	for i := range rows {
-		online, counted, err := s.pushCounts(ctx, rows[i].ToUID, []hub.Frame{frames.Message(&rows[i], false)}, replies[i], !recount)
+		push := []hub.Frame{frames.Message(&rows[i], false)}
+		if recount && pushedBefore(replies[i]) {
+			// Push once: an earlier attempt pushed this message and then
+			// failed (its store, say); this retry stores it and sends the
+			// counts, not the message again.
+			push = nil
+		}
+		online, counted, err := s.pushCounts(ctx, rows[i].ToUID, push, replies[i], !recount)
 		if err != nil {
 			s.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
 		}
@@ -271,7 +278,7 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 // had any connection, counted whether an unread frame went out.
 func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, reply rueidis.RedisMessage, withCounts bool) (online, counted bool, err error) {
 	parts, err := reply.ToArray()
-	if err != nil || len(parts) != 4 {
+	if err != nil || len(parts) != 5 {
 		return false, false, fmt.Errorf("deliver script for %d: %v", uid, err)
 	}
 	inst := parts[1]
@@ -310,3 +317,17 @@ func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, r
 // the queue until it, so nothing is lost meanwhile. How 100 ms was chosen:
 // docs/performance.md, "Shard writes".
 const shardLinger = 100 * time.Millisecond
+
+// pushedBefore reports whether the deliver script found the message marked
+// in flight already: an earlier attempt counted and pushed it and did not
+// get to clear the mark (its commit failed, or it died). A mark lapses
+// after inFlightTTL, so a retry later than that pushes again (clients
+// dedupe by id).
+func pushedBefore(reply rueidis.RedisMessage) bool {
+	parts, err := reply.ToArray()
+	if err != nil || len(parts) != 5 {
+		return false
+	}
+	n, _ := parts[4].AsInt64()
+	return n == 1
+}

@@ -32,13 +32,17 @@ func testApp(t *testing.T, q Queue) *Service {
 	m := metrics.New(h.Stats)
 	clk := new(clock.Clock)
 	var s *Service
-	cl, err := cluster.New(context.Background(), cluster.Deps{
+	identity, err := cluster.CheckIdentity(context.Background(), rc, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := cluster.New(context.Background(), cluster.Deps{Identity: identity,
 		Redis: rc, Hub: h, Repo: repo, IDs: gen, Log: log, Metrics: m, Instance: "test",
 		Counts: func(ctx context.Context, uid uint64) (hub.Frame, error) {
 			u, err := s.Unread(ctx, uid)
 			return frames.UnreadFrame(u), err
 		},
-		Control: func(uint64, hub.Frame) {}, Broadcast: func([]byte) {},
+		Control: func(uint64, hub.Frame) {}, Broadcast: func([]byte) {}, Resync: func() {},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,12 @@ for r = 0, #ARGV / 4 - 1 do
   local k, a = 1 + r * 5, r * 4
   local unread, uconn, bunread, version, flying = KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5]
   local kind, incr, mode, id = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
-  local o = {{}, {}, {}, 0}
-  if mode == '1' then mark(flying, id) end
+  local o = {{}, {}, {}, 0, 0}
+  if mode == '1' then
+    local sc = redis.call('ZSCORE', flying, id) -- a live mark: an earlier attempt pushed it
+    if sc and tonumber(sc) > now then o[5] = 1 end
+    mark(flying, id)
+  end
   local h = redis.call('HGETALL', unread)
   if #h > 0 and incr == '1' then -- count it: both fields in one HSET, the reply patched to match
     local ki, ui
