@@ -46,7 +46,7 @@ type Config struct {
 	// Zero means 256. Env PUSHDESK_WORKER_CONCURRENCY.
 	WorkerConcurrency int
 	// WorkerLoops is how many asynq servers (each one dequeue loop) share
-	// WorkerConcurrency. Zero means 4. Env PUSHDESK_WORKER_LOOPS.
+	// WorkerConcurrency. Zero means 8. Env PUSHDESK_WORKER_LOOPS.
 	WorkerLoops int
 	// IngestLinger is how long, under load, concurrent ingest calls are
 	// held to share one queue task (bigger tasks, fewer Redis round trips
@@ -239,7 +239,7 @@ func (c *Config) fillDefaults() {
 		c.WorkerConcurrency = 256
 	}
 	if c.WorkerLoops <= 0 {
-		c.WorkerLoops = 4
+		c.WorkerLoops = 8
 	}
 	if c.IngestLinger == 0 {
 		c.IngestLinger = time.Millisecond

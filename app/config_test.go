@@ -29,8 +29,8 @@ func TestConfigWorkerLoops(t *testing.T) {
 	t.Setenv("PUSHDESK_WORKER_LOOPS", "")
 	c, err := ConfigFromEnv()
 	c.fillDefaults()
-	if err != nil || c.WorkerLoops != 4 {
-		t.Fatalf("default: loops %d, err %v; want 4", c.WorkerLoops, err)
+	if err != nil || c.WorkerLoops != 8 {
+		t.Fatalf("default: loops %d, err %v; want 8", c.WorkerLoops, err)
 	}
 	t.Setenv("PUSHDESK_WORKER_LOOPS", "2")
 	if c, err = ConfigFromEnv(); err != nil || c.WorkerLoops != 2 {
