@@ -30,6 +30,9 @@ import (
 type Queue interface {
 	delivery.Queue
 	broadcast.Queue
+	// WakeWorkers wakes this process's queue worker loops, if it has any,
+	// when another process published that it enqueued fast work.
+	WakeWorkers()
 }
 
 // App is one Pushdesk process: its clients of Redis and MySQL and the
@@ -120,6 +123,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		Control:   func(uid uint64, f hub.Frame) { a.Session.Control(uid, f) },
 		Broadcast: func(envelope []byte) { a.Broadcasts.Receive(envelope) },
 		Resync:    func() { a.Session.ResyncAll() },
+		Wake:      q.WakeWorkers,
 	})
 	if err != nil {
 		gen.Release(context.WithoutCancel(ctx))

@@ -70,6 +70,17 @@ func aggregateDeliveries(group string, tasks []*asynq.Task) *asynq.Task {
 type Queue struct {
 	Client *asynq.Client
 	Wake   func()
+	// Workers, if set, wakes this process's worker loops (a wake another
+	// process published; see WakeWorkers).
+	Workers func()
+}
+
+// WakeWorkers implements app.Queue: it wakes this process's worker loops,
+// if it has any.
+func (q Queue) WakeWorkers() {
+	if q.Workers != nil {
+		q.Workers()
+	}
 }
 
 func (q Queue) wake() {

@@ -59,7 +59,13 @@ func (r *Runtime) RedisOpt() asynq.RedisConnOpt { return r.redisOpt }
 
 // Queue is what app.New takes: enqueued fast work wakes this process's
 // worker loops or, in a process without them, everyone's (see Waker).
-func (r *Runtime) Queue() Queue { return Queue{Client: r.client, Wake: r.wake} }
+func (r *Runtime) Queue() Queue {
+	q := Queue{Client: r.client, Wake: r.wake}
+	if r.waker != nil {
+		q.Workers = r.waker.Wake
+	}
+	return q
+}
 
 func (r *Runtime) wake() {
 	if r.waker != nil {
@@ -81,7 +87,6 @@ func (r *Runtime) Start(a *app.App) error {
 	if r.workers == nil {
 		return nil
 	}
-	a.Cluster.OnWake(r.waker.Wake)
 	var err error
 	if r.scheduler, err = NewScheduler(r.redisOpt, a, a.Log); err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 // waited out the rest of a sleep. A loop that serves only the fast queue
 // runs its Redis commands through a Waker's hook instead: when its dequeue
 // comes back empty, the hook waits until this process enqueues fast work
-// (Wake), or another process says it did (see cluster.Service.OnWake), or Idle
+// (Wake), or another process says it did (see cluster.Deps.Wake), or Idle
 // passes, and dequeues once more before asynq sees the answer.
 //
 // Work that arrives without a wake (retries and scheduled tasks that

@@ -36,6 +36,9 @@ type Deps struct {
 	// Broadcast fans out a broadcast envelope (see PublishBroadcast) to
 	// this instance's connections; it runs on its own goroutine.
 	Broadcast func(envelope []byte)
+	// Wake wakes this process's queue worker loops when another process
+	// says it enqueued fast work (see PublishWake); nil without workers.
+	Wake func()
 	// Resync brings every client of this instance up to date after Redis
 	// lost its data (see recover); it runs on its own goroutine.
 	Resync func()
@@ -46,7 +49,6 @@ type Service struct {
 	Deps
 	connLog *batch.Batcher[models.ConnEvent]
 
-	onWake          atomic.Pointer[func()] // see OnWake
 	republishing    atomic.Int64           // pushes being tried again (see republish)
 	republishWarned atomic.Int64           // unix second of the last "dropped" warning
 	mismatches      int                    // registry refreshes in a row that found drift (keepAlive only)

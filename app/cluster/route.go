@@ -213,8 +213,8 @@ func (s *Service) listen() {
 	for s.ctx.Err() == nil {
 		err := s.Redis.Receive(s.ctx, s.Redis.B().Subscribe().Channel(ch, keyWakeChannel).Build(), func(m rueidis.PubSubMessage) {
 			if m.Channel == keyWakeChannel {
-				if f := s.onWake.Load(); f != nil {
-					(*f)()
+				if s.Wake != nil {
+					s.Wake()
 				}
 				return
 			}
@@ -240,10 +240,6 @@ func (s *Service) listen() {
 		}
 	}
 }
-
-// OnWake makes wakes published by other processes (PublishWake) call f:
-// the worker loops' Waker, in a process that runs workers.
-func (s *Service) OnWake(f func()) { s.onWake.Store(&f) }
 
 // broadcastPrefix starts a broadcast's envelope on an instance channel.
 var broadcastPrefix = []byte("B\n")

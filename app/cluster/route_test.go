@@ -46,13 +46,14 @@ func TestUnreadStateCrossesInstances(t *testing.T) {
 
 // A process without workers wakes every process's worker loops through
 // pub/sub.
-func TestPublishWakeReachesOnWake(t *testing.T) {
-	a := testService(t)
+func TestPublishWakeReachesDepsWake(t *testing.T) {
 	got := make(chan struct{}, 1)
-	a.OnWake(func() {
-		select {
-		case got <- struct{}{}:
-		default:
+	a := testServiceWith(t, func(d *Deps) {
+		d.Wake = func() {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
@@ -146,7 +147,10 @@ func TestPushToAGoneInstanceIsNotRepublished(t *testing.T) {
 // testService runs a cluster member on a Redis and a MySQL of the test's
 // own. Its counts frame is a fixed one (the counts are not this
 // package's); control frames and broadcasts are dropped.
-func testService(t *testing.T) *Service {
+func testService(t *testing.T) *Service { t.Helper(); return testServiceWith(t, func(*Deps) {}) }
+
+// testServiceWith is testService with change applied to its Deps.
+func testServiceWith(t *testing.T, change func(*Deps)) *Service {
 	t.Helper()
 	rc, _ := apptest.Redis(t)
 	repo := apptest.Repo(t)
@@ -160,7 +164,7 @@ func testService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), Deps{Identity: identity,
+	d := Deps{Identity: identity,
 		Redis: rc, Hub: h, Repo: repo, IDs: gen, Log: log, Metrics: metrics.New(h.Stats), Instance: "test",
 		Counts: func(context.Context, uint64) (hub.Frame, error) {
 			return frames.UnreadFrame(frames.Unread{Total: 1, ByKind: map[string]int64{"comment": 1}}), nil
@@ -168,7 +172,9 @@ func testService(t *testing.T) *Service {
 		Control:   func(uint64, hub.Frame) {},
 		Broadcast: func([]byte) {},
 		Resync:    func() {},
-	})
+	}
+	change(&d)
+	s, err := New(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
