@@ -2,19 +2,16 @@ package app
 
 import (
 	"context"
-	"os"
 	"testing"
 
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/redis/rueidis"
 )
 
-// testRedis connects to the test Redis (its own database number).
+// testRedis connects to an empty redis-server of the test's own.
 func testRedis(t *testing.T) rueidis.Client {
 	t.Helper()
-	url := os.Getenv("PUSHDESK_TEST_APP_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/11"
-	}
+	url := testsvc.Redis(t)
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
@@ -25,9 +22,6 @@ func testRedis(t *testing.T) rueidis.Client {
 		t.Fatalf("redis %s: %v", url, err)
 	}
 	t.Cleanup(rc.Close)
-	if err := rc.Do(context.Background(), rc.B().Flushdb().Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
 	return rc
 }
 

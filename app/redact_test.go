@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
 
 func TestRedact(t *testing.T) {
@@ -85,8 +86,8 @@ func TestRedactingHandler(t *testing.T) {
 // server refuses: the error and the log name the server, not the password.
 // (The test Redis and MariaDB have no passwords, so any password fails.)
 func TestConnectErrorsShowNoPassword(t *testing.T) {
-	redisURL := envOr("PUSHDESK_TEST_APP_REDIS_URL", "redis://127.0.0.1:6379/11")
-	dsn := envOr("PUSHDESK_TEST_APP_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk_app_test")
+	redisURL := testsvc.Redis(t)
+	dsn := testsvc.Database(t, "pushdesk_app_test")
 	withPass := func(u, pw string) string { // the default user takes any password: name another
 		return strings.Replace(u, "://", "://nobody:"+pw+"@", 1)
 	}
@@ -115,11 +116,4 @@ func TestConnectErrorsShowNoPassword(t *testing.T) {
 			t.Logf("error: %v", err)
 		})
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

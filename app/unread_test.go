@@ -2,39 +2,22 @@ package app
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
 )
 
-// testApp builds an App on its own Redis database and MySQL database.
+// testApp builds an App on a redis-server and a MySQL database of the
+// test's own (both gone when it ends).
 func testApp(t *testing.T) *App {
 	t.Helper()
-	testRedis(t) // flushes the database the App uses
-	dsn := os.Getenv("PUSHDESK_TEST_APP_MYSQL_DSN")
-	if dsn == "" {
-		dsn = "root@tcp(127.0.0.1:3306)/pushdesk_app_test"
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := cfg.DBName
-	cfg.DBName = ""
-	root, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
-		t.Fatal(err)
-	}
-	root.Close()
+	redisURL := testsvc.Redis(t)
+	dsn := testsvc.Database(t, "pushdesk_app_test")
 	ctx := context.Background()
 	db, err := models.Open(ctx, dsn, 2)
 	if err != nil {
@@ -44,10 +27,6 @@ func testApp(t *testing.T) *App {
 		t.Fatal(err)
 	}
 	db.Close()
-	redisURL := os.Getenv("PUSHDESK_TEST_APP_REDIS_URL")
-	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/11"
-	}
 	a, err := New(ctx, Config{RedisURL: redisURL, MySQLDSN: dsn, JWTSecret: "s", IngestKey: "k", MySQLMaxConns: 4},
 		slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
