@@ -21,16 +21,15 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
-	"github.com/redis/rueidis"
 )
 
-// The end-to-end tests run one real server on 127.0.0.1:0 against the real
-// Redis (its own database number) and MariaDB (its own database), and talk
-// to it as clients would.
+// The end-to-end tests run one real server on 127.0.0.1:0 against a
+// redis-server of the package's own and a MariaDB database of its own (on
+// the server PUSHDESK_MYSQL_DSN names), and talk to it as clients would.
 
 const (
 	testSecret    = "e2e-secret"
@@ -43,14 +42,10 @@ var (
 	wsURL   string
 	testDB  *sql.DB
 	nextUID atomic.Uint64
+	// The package's stores, which every server of the tests shares
+	// unless it takes one of its own.
+	testRedisURL, testDSN string
 )
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -58,12 +53,28 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	ctx := context.Background()
-	redisURL := envOr("PUSHDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-	dsn := envOr("PUSHDESK_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk_e2e_handlers")
-	if err := resetStores(ctx, redisURL, dsn); err != nil {
+	redisURL, stopRedis, err := testsvc.PackageRedis()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e redis:", err)
+		return 1
+	}
+	defer stopRedis()
+	dsn, drop, err := testsvc.OwnDatabase("pushdesk_e2e_handlers")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e mysql:", err)
+		return 1
+	}
+	defer drop()
+	if err := migrate(ctx, dsn); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		return 1
 	}
+	if testDB, err = sql.Open("mysql", dsn); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e mysql:", err)
+		return 1
+	}
+	defer testDB.Close()
+	testRedisURL, testDSN = redisURL, dsn
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", RedisURL: redisURL, MySQLDSN: dsn,
 		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
@@ -90,48 +101,17 @@ func runMain(m *testing.M) int {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	testDB.Close()
 	return code
 }
 
-// resetStores empties the test Redis database and recreates the MySQL one.
-func resetStores(ctx context.Context, redisURL, dsn string) error {
-	opt, err := rueidis.ParseURL(redisURL)
-	if err != nil {
-		return err
-	}
-	opt.DisableCache = true
-	rc, err := rueidis.NewClient(opt)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer rc.Close()
-	if err := rc.Do(ctx, rc.B().Flushdb().Build()).Error(); err != nil {
-		return err
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return err
-	}
-	name := cfg.DBName
-	cfg.DBName = ""
-	root, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if _, err := root.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-		return fmt.Errorf("mysql: %w", err)
-	}
+// migrate creates the tables in the (new, empty) database dsn names.
+func migrate(ctx context.Context, dsn string) error {
 	db, err := models.Open(ctx, dsn, 4)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := migrations.Run(ctx, db); err != nil {
-		return err
-	}
-	testDB, err = sql.Open("mysql", dsn)
+	_, err = migrations.Run(ctx, db)
 	return err
 }
 

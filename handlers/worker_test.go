@@ -12,31 +12,17 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
-	"github.com/redis/rueidis"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
 
 // A web-only serve (PUSHDESK_WORKERS=0) beside a `pushdesk worker`: the
 // web process only queues, the worker delivers, and the push reaches the
-// web process's client. The pair has a Redis database of its own, so the
+// web process's client. The pair has a redis-server of its own, so the
 // shared test server's workers cannot take the task, and the worker's
 // poll is a minute long, so only a wake across processes delivers it in
 // time.
 func TestWebOnlyServeBesideAWorkerDeliversEndToEnd(t *testing.T) {
-	redisURL := strings.TrimSuffix(envOr("PUSHDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"), "/9") + "/15"
-	opt, err := rueidis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	r, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Do(context.Background(), r.B().Flushdb().Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-
+	redisURL := testsvc.Redis(t)
 	cfg := srv.App.Cfg
 	cfg.RedisURL, cfg.InstanceID, cfg.QueuePoll = redisURL, "", time.Minute
 	wcfg := cfg
