@@ -22,6 +22,15 @@ import (
 // other end.
 func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 	t.Helper()
+	return wsPairBuffers(t, 4096)
+}
+
+// wsPairBuffers is wsPair with socket buffers of size bytes (0: the
+// kernel's own). Through 4 KiB buffers a transfer runs at the pace of
+// delayed ACKs, tens of KiB a second: only tests that need a socket that
+// fills should have them.
+func wsPairBuffers(t *testing.T, size int) (*corkConn, *websocket.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +47,9 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 			got <- res{nil, err}
 			return
 		}
-		_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+		if size > 0 {
+			_ = nc.(*net.TCPConn).SetReadBuffer(size)
+		}
 		u, _ := url.Parse("ws://" + ln.Addr().String() + "/ws")
 		c, _, err := websocket.NewClient(nc, u, nil, 1024, 1024)
 		got <- res{c, err}
@@ -48,7 +59,9 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
-	_ = sc.(*net.TCPConn).SetWriteBuffer(4096)
+	if size > 0 {
+		_ = sc.(*net.TCPConn).SetWriteBuffer(size)
+	}
 	req, err := http.ReadRequest(bufio.NewReader(sc))
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +247,7 @@ func TestTryWriteNowIgnoresAPassedDeadline(t *testing.T) {
 
 // appendTextFrame's three length encodings, read by the library.
 func TestAppendTextFrameLengths(t *testing.T) {
-	cc, client := wsPair(t)
+	cc, client := wsPairBuffers(t, 0) // 0.7 MiB, and no socket needs to fill
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	sizes := []int{0, 125, 126, 0xFFFF, 0x10000, 300 << 10}
 	go func() {
