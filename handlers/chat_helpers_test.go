@@ -35,7 +35,7 @@ func newDesk(tb testing.TB, opts ...deskOpt) *desk {
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", RedisURL: testRedisURL, MySQLDSN: testDSN,
 		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
-		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second,
+		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second, QueuePoll: srv.App.Cfg.QueuePoll,
 		Chat: chat.Config{KeyPrefix: "pd:{chat" + hex.EncodeToString(b[:]) + "}:", Settle: 300 * time.Millisecond,
 			Tick: 100 * time.Millisecond, Grace: 30 * time.Second},
 	}

@@ -79,6 +79,12 @@ func runMain(m *testing.M) int {
 		Addr: "127.0.0.1:0", RedisURL: redisURL, MySQLDSN: dsn,
 		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
 		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second,
+		// The worker loop that polls both queues cannot stop while it
+		// sleeps between polls (asynq sleeps poll/2 plus up to a poll):
+		// with the default 2 s, every server with workers took up to 3 s
+		// to shut down. Only that loop's housekeeping and the delayed
+		// queue's batches wait on the poll; fast work comes with a wake.
+		QueuePoll: 100 * time.Millisecond,
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := app.New(ctx, cfg, log)
