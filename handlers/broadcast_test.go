@@ -13,6 +13,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 )
 
@@ -249,24 +250,15 @@ func TestBroadcastDuplicates(t *testing.T) {
 	}
 }
 
+// A scheduled broadcast arrives at its time, not before; a cancelled one
+// never comes. The cancelled one is due first: asynq's forwarder moves
+// every due task at each pass (every 5 s), and the workers take them in
+// that order, so had it not been cancelled it would come before the other
+// or just after it.
 func TestScheduledBroadcastArrives(t *testing.T) {
 	seg := uniqueSegment("sched")
 	c := dialWSGroups(t, wsURL, newUID(), seg)
-	at := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
-	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+at+`"}`)
-	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
-	if !strings.Contains(fmt.Sprint(list), id) {
-		t.Fatalf("pending list %v lacks %s", list, id)
-	}
-	if early := c.drain("msg", time.Second); len(early) != 0 {
-		t.Fatalf("scheduled broadcast arrived early: %v", early)
-	}
-	c.wait = 8 * time.Second
-	if m := c.until("msg"); m.str("id") != id {
-		t.Fatalf("got %v, want %s", m, id)
-	}
-	// A cancelled one never comes.
-	at = time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	at := time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)
 	gone := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2},"send_at":"`+at+`"}`)
 	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 204 {
 		t.Fatalf("DELETE = %d, want 204", code)
@@ -274,20 +266,50 @@ func TestScheduledBroadcastArrives(t *testing.T) {
 	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 404 {
 		t.Fatalf("second DELETE = %d, want 404", code)
 	}
-	if got := c.drain("msg", 3*time.Second); len(got) != 0 {
+	due := time.Now().Add(1500 * time.Millisecond)
+	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+due.UTC().Format(time.RFC3339Nano)+`"}`)
+	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	if !strings.Contains(fmt.Sprint(list), id) {
+		t.Fatalf("pending list %v lacks %s", list, id)
+	}
+	if early := c.drain("msg", time.Until(due)-200*time.Millisecond); len(early) != 0 {
+		t.Fatalf("scheduled broadcast arrived early: %v", early)
+	}
+	c.wait = 8 * time.Second
+	if m := c.until("msg"); m.str("id") != id {
+		t.Fatalf("got %v, want %s", m, id)
+	}
+	if got := c.drain("msg", 500*time.Millisecond); len(got) != 0 {
 		t.Fatalf("cancelled broadcast arrived: %v", got)
 	}
 }
 
+// The scheduler takes a recurring broadcast in at its next sync (every
+// jobs.SyncEvery) and runs it at the next minute: up to 70 s after it is
+// posted. So the test posts it before t.Parallel, and the wait runs while
+// the serial tests do. Its server is its own, on a Redis of its own: no
+// broadcast of the shared server reaches the client, and its heartbeat is
+// long enough that the client, unread while the test is paused, is not
+// dropped as silent.
 func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
+	s := startServer(t, func(c *app.Config) {
+		c.RedisURL, c.RunWorkers, c.Heartbeat = testsvc.Redis(t), true, time.Hour
+	})
+	base := "http://" + s.Addr()
 	seg := uniqueSegment("cron")
-	c := dialWSGroups(t, wsURL, newUID(), seg)
-	id := broadcast(t, `{"segment":"`+seg+`","kind":"system","body":{"every":"minute"},"cron":"* * * * *"}`)
-	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	c := dialWSGroups(t, "ws://"+s.Addr(), newUID(), seg)
+	code, b := doAt(t, base, http.MethodPost, "/internal/v1/broadcasts", testIngestKey,
+		`{"segment":"`+seg+`","kind":"system","body":{"every":"minute"},"cron":"* * * * *"}`)
+	if code != 202 || b["duplicate"] != false {
+		t.Fatalf("broadcast = %d %v, want 202", code, b)
+	}
+	id := b["id"].(string)
+	_, list := doAt(t, base, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
 	if !strings.Contains(fmt.Sprint(list), id) || !strings.Contains(fmt.Sprint(list), "recurring") {
 		t.Fatalf("pending list %v lacks recurring %s", list, id)
 	}
-	// The scheduler picks it up at its next sync and runs it at the next minute.
+	t.Parallel()
+
 	c.wait = 80 * time.Second
 	m := c.until("msg")
 	if m["broadcast"] != true || m.str("id") == id {
@@ -297,15 +319,15 @@ func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
 	if err := testDB.QueryRow("SELECT parent_id FROM broadcasts WHERE id = ?", m.str("id")).Scan(&parent); err != nil || parent != id {
 		t.Fatalf("occurrence parent = %s (%v), want %s", parent, err, id)
 	}
-	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+id, testIngestKey, ""); code != 204 {
+	if code, _ := doAt(t, base, http.MethodDelete, "/internal/v1/broadcasts/"+id, testIngestKey, ""); code != 204 {
 		t.Fatalf("cancel = %d", code)
 	}
-	_, list = do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	_, list = doAt(t, base, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
 	if strings.Contains(fmt.Sprint(list), id) {
 		t.Fatalf("cancelled %s still listed: %v", id, list)
 	}
 	// A cancelled template makes no more occurrences.
-	if n, err := srv.App.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
+	if n, err := s.App.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
 		t.Fatalf("NewOccurrence after cancel = %d, %v; want none", n, err)
 	}
 }
@@ -363,9 +385,10 @@ func TestFanOutRestartsFromCheckpointAndNeverOverlaps(t *testing.T) {
 			t.Fatalf("client got %v, want broadcast %d", m, id)
 		}
 	}
-	// And nobody gets it twice.
+	// And nobody gets it twice: after 300 ms, no client has another.
+	time.Sleep(300 * time.Millisecond)
 	for i, c := range clients {
-		if extra := c.drain("msg", 300*time.Millisecond); len(extra) != 0 {
+		if extra := c.drain("msg", 0); len(extra) != 0 {
 			t.Fatalf("client %d got the broadcast again: %v", i, extra)
 		}
 	}
