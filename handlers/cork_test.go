@@ -85,6 +85,7 @@ func wsPairBuffers(t *testing.T, size int) (*corkConn, *websocket.Conn) {
 // may follow the truncated frame (the library's close frame, say), or the
 // peer would read it as payload.
 func TestFailedWriteIsStickyAndEndsTheConnection(t *testing.T) {
+	t.Parallel()
 	cc, client := wsPair(t)
 	big := append([]byte{0x81, 127, 0, 0, 0, 0, 0, 4, 0, 0}, bytes.Repeat([]byte{'b'}, 256<<10)...) // one 256 KiB text frame
 	cc.Cork()
@@ -137,6 +138,7 @@ func textFrame(n int, b byte) []byte {
 // rest; the next write sends the rest first, so the peer sees whole frames
 // in order.
 func TestTryWriteNowNeverWaitsAndTheRestGoesFirst(t *testing.T) {
+	t.Parallel()
 	cc, client := wsPair(t)
 	if !cc.canTry() {
 		t.Skip("no raw writes on this platform")
@@ -200,6 +202,7 @@ func TestTryWriteNowDeclinesWhileCorked(t *testing.T) {
 // Flush sends what TryWriteNow kept, and a TryWriteNow behind kept bytes
 // adds to them rather than overtaking them.
 func TestFlushSendsWhatTryWriteNowKept(t *testing.T) {
+	t.Parallel()
 	cc, client := wsPair(t)
 	if !cc.canTry() {
 		t.Skip("no raw writes on this platform")

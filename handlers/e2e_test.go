@@ -30,6 +30,13 @@ import (
 // The end-to-end tests run one real server on 127.0.0.1:0 against a
 // redis-server of the package's own and a MariaDB database of its own (on
 // the server PUSHDESK_MYSQL_DSN names), and talk to it as clients would.
+//
+// Tests that mostly wait on timers, and touch only what is theirs (their
+// users, segments, servers), call t.Parallel: they run side by side once
+// the serial ones are done. Serial stay the tests that move the shared
+// server's clock, lock or rename a shard table, broadcast to segment
+// "all", or run chat desks (desks share the conversations table), and the
+// ones whose timing margins are thin.
 
 const (
 	testSecret    = "e2e-secret"
@@ -727,6 +734,7 @@ func isTimeout(err error) bool {
 }
 
 func TestServerPingsAndSyncReplays(t *testing.T) {
+	t.Parallel()
 	uid := newUID()
 	ws := dialWS(t, uid)
 	pinged := make(chan struct{}, 1)

@@ -29,6 +29,7 @@ import (
 // that sleep, so the worker's shutdown waits out the rest of it (with a
 // minute-long poll this test once spent up to 90 s there).
 func TestWebOnlyServeBesideAWorkerDeliversEndToEnd(t *testing.T) {
+	t.Parallel()
 	redisURL := testsvc.Redis(t)
 	web := startServer(t, func(c *app.Config) { c.RedisURL, c.RunWorkers = redisURL, false })
 	uid := newUID()
