@@ -53,8 +53,13 @@ func TestRedisDialKeepsAUnixSocketDial(t *testing.T) {
 
 // Without a dial of its own, a TCP address is dialled and wrapped.
 func TestRedisDialTCP(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0") // a listener of its own, not the developer's Redis
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	var d net.Dialer
-	c, err := redisDial(nil)(context.Background(), "127.0.0.1:6379", &d, nil)
+	c, err := redisDial(nil)(context.Background(), l.Addr().String(), &d, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
