@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/redis/rueidis"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
 
 // The pushdesk binary, run as an operator would, with secrets in every
@@ -30,20 +29,15 @@ func TestNoSecretInAnyLineTheProcessPrints(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	const redisBase = "127.0.0.1:6379/15" // a database of its own, flushed
-	dsn := os.Getenv("PUSHDESK_TEST_MYSQL_DSN")
-	if dsn == "" {
-		dsn = "root@tcp(127.0.0.1:3306)/pushdesk_secrets_test"
-	}
-	mc, err := mysql.ParseDSN(dsn)
+	// A redis-server and a database of the test's own.
+	redisBase := strings.TrimPrefix(testsvc.Redis(t), "redis://")
+	mc, err := mysql.ParseDSN(testsvc.Database(t, "pushdesk_secrets_test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc.DBName = "pushdesk_secrets_test"
 	goodDSN := mc.FormatDSN()
 	mc.Passwd = "sql-pw-4e1d"
 	badDSN := mc.FormatDSN()
-	t.Cleanup(func() { cleanStores(t, "redis://"+redisBase, goodDSN) })
 
 	secrets := []string{"jwt-sec-4e1d", "ingest-4e1d", "admin-pw-4e1d", "metrics-4e1d", "rds-pw-4e1d", "rds pw 4e1d", "sql-pw-4e1d"}
 	env := []string{
@@ -118,26 +112,4 @@ func (s *syncBuffer) String() string {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// cleanStores flushes the Redis database and drops the MySQL one.
-func cleanStores(tb testing.TB, redisURL, dsn string) {
-	tb.Helper()
-	if opt, err := rueidis.ParseURL(redisURL); err == nil {
-		opt.DisableCache = true
-		if rc, err := rueidis.NewClient(opt); err == nil {
-			_ = rc.Do(context.Background(), rc.B().Flushdb().Build()).Error()
-			rc.Close()
-		}
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return
-	}
-	name := cfg.DBName
-	cfg.DBName = ""
-	if db, err := sql.Open("mysql", cfg.FormatDSN()); err == nil {
-		_, _ = db.Exec("DROP DATABASE IF EXISTS `" + name + "`")
-		db.Close()
-	}
 }

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/pushdesk/pushdesk/app"
 	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/ids"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 )
 
@@ -44,6 +46,7 @@ func postBroadcastOK(t *testing.T, body string) string {
 func uniqueSegment(prefix string) string { return fmt.Sprintf("%s%d", prefix, newUID()) }
 
 func TestBroadcastTargetsMembersOnlineAndOffline(t *testing.T) {
+	t.Parallel()
 	seg := uniqueSegment("authors")
 	jwtMember, apiMember, outsider, offlineMember := newUID(), newUID(), newUID(), newUID()
 	if code, b := do(t, http.MethodPut, fmt.Sprintf("/internal/v1/users/%d/segments", apiMember), testIngestKey, `{"segments":["`+seg+`"]}`); code != 204 {
@@ -248,45 +251,65 @@ func TestBroadcastDuplicates(t *testing.T) {
 	}
 }
 
+// A scheduled broadcast arrives at its time, not before; a cancelled one
+// never comes. asynq schedules to the second (a task due at 12:00:01.5
+// may run at 12:00:01.0), so the time is a whole second. The cancelled
+// one is due first: asynq's forwarder moves every due task at each pass
+// (every 5 s), and the workers take them in that order, so had it not
+// been cancelled it would come before the other or just after it.
 func TestScheduledBroadcastArrives(t *testing.T) {
+	t.Parallel()
 	seg := uniqueSegment("sched")
 	c := dialWSGroups(t, wsURL, newUID(), seg)
-	at := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
-	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+at+`"}`)
-	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
-	if !strings.Contains(fmt.Sprint(list), id) {
-		t.Fatalf("pending list %v lacks %s", list, id)
-	}
-	if early := c.drain("msg", time.Second); len(early) != 0 {
-		t.Fatalf("scheduled broadcast arrived early: %v", early)
-	}
-	c.wait = 8 * time.Second
-	if m := c.until("msg"); m.str("id") != id {
-		t.Fatalf("got %v, want %s", m, id)
-	}
-	// A cancelled one never comes.
-	at = time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
-	gone := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2},"send_at":"`+at+`"}`)
+	due := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	sendAt := func(at time.Time) string { return at.UTC().Format(time.RFC3339Nano) }
+	gone := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"n":2},"send_at":"`+sendAt(due.Add(-500*time.Millisecond))+`"}`)
 	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 204 {
 		t.Fatalf("DELETE = %d, want 204", code)
 	}
 	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+gone, testIngestKey, ""); code != 404 {
 		t.Fatalf("second DELETE = %d, want 404", code)
 	}
-	if got := c.drain("msg", 3*time.Second); len(got) != 0 {
+	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{},"send_at":"`+sendAt(due)+`"}`)
+	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	if !strings.Contains(fmt.Sprint(list), id) {
+		t.Fatalf("pending list %v lacks %s", list, id)
+	}
+	c.wait = 9 * time.Second
+	m := c.until("msg")
+	if early := time.Until(due); early > 0 {
+		t.Fatalf("scheduled broadcast arrived %v early: %v", early, m)
+	}
+	if m.str("id") != id {
+		t.Fatalf("got %v, want %s", m, id)
+	}
+	if got := c.drain("msg", 500*time.Millisecond); len(got) != 0 {
 		t.Fatalf("cancelled broadcast arrived: %v", got)
 	}
 }
 
+// The scheduler runs a recurring broadcast at the next minute: up to 60
+// s after it was posted, once it has the broadcast (at its Start, then
+// every jobs.SyncEvery). So the test posts it before t.Parallel, and the
+// wait runs while the serial tests do. It is posted through the shared
+// server and then read by a server of the test's own, which has it from
+// its Start; that server is on a Redis of its own, so no other broadcast
+// reaches its client, and its heartbeat is long enough that the client,
+// unread while the test is paused, is not dropped as silent.
 func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
 	seg := uniqueSegment("cron")
-	c := dialWSGroups(t, wsURL, newUID(), seg)
 	id := postBroadcastOK(t, `{"segment":"`+seg+`","kind":"system","body":{"every":"minute"},"cron":"* * * * *"}`)
-	_, list := do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	s := startServer(t, func(c *app.Config) {
+		c.RedisURL, c.RunWorkers, c.Heartbeat = testsvc.Redis(t), true, time.Hour
+	})
+	base := "http://" + s.Addr()
+	c := dialWSGroups(t, "ws://"+s.Addr(), newUID(), seg)
+	_, list := doAt(t, base, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
 	if !strings.Contains(fmt.Sprint(list), id) || !strings.Contains(fmt.Sprint(list), "recurring") {
 		t.Fatalf("pending list %v lacks recurring %s", list, id)
 	}
-	// The scheduler picks it up at its next sync and runs it at the next minute.
+	t.Parallel()
+
 	c.wait = 80 * time.Second
 	m := c.until("msg")
 	if m["broadcast"] != true || m.str("id") == id {
@@ -296,15 +319,15 @@ func TestCronBroadcastRegisteredAndCancelled(t *testing.T) {
 	if err := testDB.QueryRow("SELECT parent_id FROM broadcasts WHERE id = ?", m.str("id")).Scan(&parent); err != nil || parent != id {
 		t.Fatalf("occurrence parent = %s (%v), want %s", parent, err, id)
 	}
-	if code, _ := do(t, http.MethodDelete, "/internal/v1/broadcasts/"+id, testIngestKey, ""); code != 204 {
+	if code, _ := doAt(t, base, http.MethodDelete, "/internal/v1/broadcasts/"+id, testIngestKey, ""); code != 204 {
 		t.Fatalf("cancel = %d", code)
 	}
-	_, list = do(t, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
+	_, list = doAt(t, base, http.MethodGet, "/internal/v1/broadcasts", testIngestKey, "")
 	if strings.Contains(fmt.Sprint(list), id) {
 		t.Fatalf("cancelled %s still listed: %v", id, list)
 	}
 	// A cancelled template makes no more occurrences.
-	if n, err := srv.App.Broadcasts.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
+	if n, err := s.App.Broadcasts.NewOccurrence(context.Background(), mustID(t, id), ""); err != nil || n != 0 {
 		t.Fatalf("NewOccurrence after cancel = %d, %v; want none", n, err)
 	}
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/pushdesk/pushdesk/app/chat"
 )
 
-// desk is a server of a chat test's own: the test Redis database and
-// MariaDB schema, but its own chat key prefix, so that no other test's
+// desk is a server of a chat test's own: the package's Redis and MariaDB
+// database, but its own chat key prefix, so that no other test's
 // agents or conversations take part in its assignments.
 type desk struct {
 	tb   testing.TB
@@ -34,10 +34,9 @@ func newDesk(tb testing.TB, opts ...deskOpt) *desk {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	cfg := app.Config{
-		Addr: "127.0.0.1:0", RedisURL: envOr("PUSHDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"),
-		MySQLDSN:  envOr("PUSHDESK_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk_e2e_handlers"),
+		Addr: "127.0.0.1:0", RedisURL: testRedisURL, MySQLDSN: testDSN,
 		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
-		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second,
+		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second, QueuePoll: srv.App.Cfg.QueuePoll,
 		Chat: chat.Config{KeyPrefix: "pd:{chat" + hex.EncodeToString(b[:]) + "}:", Settle: 300 * time.Millisecond,
 			Tick: 100 * time.Millisecond, Grace: 30 * time.Second},
 	}

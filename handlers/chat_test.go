@@ -200,6 +200,10 @@ func TestChatRacingOpensMakeOneConversation(t *testing.T) {
 						return
 					}
 					lost[i] = true
+					// Back off as pushdesk.js does (200 ms and more): a
+					// retry at once, while the other open still runs,
+					// gets 416 again and spends the user's line budget.
+					time.Sleep(200 * time.Millisecond)
 					c.send(fmt.Sprintf(`{"type":"chat.send","text":"race %d","client_msg_id":"r%d"}`, i, i))
 				}
 			}

@@ -19,6 +19,15 @@ import (
 // other end.
 func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 	t.Helper()
+	return wsPairBuffers(t, 4096)
+}
+
+// wsPairBuffers is wsPair with socket buffers of size bytes (0: the
+// kernel's own). Through 4 KiB buffers a transfer runs at the pace of
+// delayed ACKs, tens of KiB a second: only tests that need a socket that
+// fills should have them.
+func wsPairBuffers(t *testing.T, size int) (*corkConn, *websocket.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +44,9 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 			got <- res{nil, err}
 			return
 		}
-		_ = nc.(*net.TCPConn).SetReadBuffer(4096)
+		if size > 0 {
+			_ = nc.(*net.TCPConn).SetReadBuffer(size)
+		}
 		u, _ := url.Parse("ws://" + ln.Addr().String() + "/ws")
 		c, _, err := websocket.NewClient(nc, u, nil, 1024, 1024)
 		got <- res{c, err}
@@ -45,7 +56,9 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
-	_ = sc.(*net.TCPConn).SetWriteBuffer(4096)
+	if size > 0 {
+		_ = sc.(*net.TCPConn).SetWriteBuffer(size)
+	}
 	req, err := http.ReadRequest(bufio.NewReader(sc))
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +78,7 @@ func wsPair(t *testing.T) (*corkConn, *websocket.Conn) {
 // may follow the truncated frame (the library's close frame, say), or the
 // peer would read it as payload.
 func TestFailedWriteIsStickyAndEndsTheConnection(t *testing.T) {
+	t.Parallel()
 	cc, client := wsPair(t)
 	big := append([]byte{0x81, 127, 0, 0, 0, 0, 0, 4, 0, 0}, bytes.Repeat([]byte{'b'}, 256<<10)...) // one 256 KiB text frame
 	cc.Cork()

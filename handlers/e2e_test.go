@@ -21,20 +21,26 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app"
 	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/delivery"
 	"github.com/pushdesk/pushdesk/app/input"
 	"github.com/pushdesk/pushdesk/app/session"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
-	"github.com/redis/rueidis"
 )
 
-// The end-to-end tests run one real server on 127.0.0.1:0 against the real
-// Redis (its own database number) and MariaDB (its own database), and talk
-// to it as clients would.
+// The end-to-end tests run one real server on 127.0.0.1:0 against a
+// redis-server of the package's own and a MariaDB database of its own (on
+// the server PUSHDESK_MYSQL_DSN names), and talk to it as clients would.
+//
+// Tests that mostly wait on timers, and touch only what is theirs (their
+// users, segments, servers), call t.Parallel: they run side by side once
+// the serial ones are done. Serial stay the tests that move the shared
+// server's clock, lock or rename a shard table, broadcast to segment
+// "all", or run chat desks (desks share the conversations table), and the
+// ones whose timing margins are thin.
 
 const (
 	testSecret    = "e2e-secret"
@@ -47,14 +53,10 @@ var (
 	wsURL   string
 	testDB  *sql.DB
 	nextUID atomic.Uint64
+	// The package's stores, which every server of the tests shares
+	// unless it takes one of its own.
+	testRedisURL, testDSN string
 )
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -62,19 +64,40 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	ctx := context.Background()
-	redisURL := envOr("PUSHDESK_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-	dsn := envOr("PUSHDESK_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk_e2e_handlers")
-	if err := resetStores(ctx, redisURL, dsn); err != nil {
+	redisURL, stopRedis, err := testsvc.PackageRedis()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e redis:", err)
+		return 1
+	}
+	defer stopRedis()
+	dsn, drop, err := testsvc.OwnDatabase("pushdesk_e2e_handlers")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e mysql:", err)
+		return 1
+	}
+	defer drop()
+	if err := migrate(ctx, dsn); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		return 1
 	}
+	if testDB, err = sql.Open("mysql", dsn); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e mysql:", err)
+		return 1
+	}
+	defer testDB.Close()
+	testRedisURL, testDSN = redisURL, dsn
 	cfg := app.Config{
 		Addr: "127.0.0.1:0", RedisURL: redisURL, MySQLDSN: dsn,
 		JWTSecret: testSecret, IngestKey: testIngestKey, RunWorkers: true,
 		Heartbeat: 2 * time.Second, AgentHeartbeat: time.Second,
+		// The worker loop that polls both queues cannot stop while it
+		// sleeps between polls (asynq sleeps poll/2 plus up to a poll):
+		// with the default 2 s, every server with workers took up to 3 s
+		// to shut down. Only that loop's housekeeping and the delayed
+		// queue's batches wait on the poll; fast work comes with a wake.
+		QueuePoll: 100 * time.Millisecond,
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var err error
 	if srv, err = newProcess(cfg, log); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e server:", err)
 		return 1
@@ -90,48 +113,17 @@ func runMain(m *testing.M) int {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	testDB.Close()
 	return code
 }
 
-// resetStores empties the test Redis database and recreates the MySQL one.
-func resetStores(ctx context.Context, redisURL, dsn string) error {
-	opt, err := rueidis.ParseURL(redisURL)
-	if err != nil {
-		return err
-	}
-	opt.DisableCache = true
-	rc, err := rueidis.NewClient(opt)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer rc.Close()
-	if err := rc.Do(ctx, rc.B().Flushdb().Build()).Error(); err != nil {
-		return err
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return err
-	}
-	name := cfg.DBName
-	cfg.DBName = ""
-	root, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	if _, err := root.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-		return fmt.Errorf("mysql: %w", err)
-	}
+// migrate creates the tables in the (new, empty) database dsn names.
+func migrate(ctx context.Context, dsn string) error {
 	db, err := models.Open(ctx, dsn, 4)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := migrations.Run(ctx, db); err != nil {
-		return err
-	}
-	testDB, err = sql.Open("mysql", dsn)
+	_, err = migrations.Run(ctx, db)
 	return err
 }
 
@@ -741,6 +733,7 @@ func isTimeout(err error) bool {
 }
 
 func TestServerPingsAndSyncReplays(t *testing.T) {
+	t.Parallel()
 	uid := newUID()
 	ws := dialWS(t, uid)
 	pinged := make(chan struct{}, 1)

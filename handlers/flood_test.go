@@ -140,6 +140,7 @@ func flood(t *testing.T, ws *wsClient, q *mysqlCounter, frame string, n int) flo
 // frame budget refuses what is over it (429), and a client that keeps on
 // is closed with 1008.
 func TestSyncFloodCostsLittle(t *testing.T) {
+	t.Parallel()
 	dsn := srv.App.Cfg.MySQLDSN
 	cfg, _ := mysql.ParseDSN(dsn)
 	q := newMySQLCounter(t, cfg.Addr)

@@ -143,3 +143,11 @@ func (b Bound) Shutdown() { b.r.Shutdown() }
 
 // Close is Runtime.Close.
 func (b Bound) Close() { b.r.Close() }
+
+// Waiting is how many of the worker loops wait for a wake now.
+func (b Bound) Waiting() int {
+	if b.r.waker == nil {
+		return 0
+	}
+	return b.r.waker.Waiting()
+}

@@ -12,35 +12,37 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
 	"github.com/redis/rueidis"
 )
 
-// These tests drive a Service directly against the real Redis (keys under
-// a prefix of the test's own, deleted after) and MariaDB (a database of
-// the package's own, dropped after). What stands in for the rest of the
-// process — pushes, the inbox, presence — records what it was asked.
+// These tests drive a Service directly against a real Redis (a
+// redis-server of the package's own, keys under a prefix of the test's
+// own, deleted after) and MariaDB (a database of the package's own on the
+// server PUSHDESK_MYSQL_DSN names, dropped after). What stands in for the
+// rest of the process — pushes, the inbox, presence — records what it was
+// asked.
 
 var (
 	testRepo *models.ChatRepo
 	testRC   rueidis.Client
+	testDSN  string // the package's database
 )
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	opt, err := rueidis.ParseURL(envOr("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"))
+	redisURL, stopRedis, err := testsvc.PackageRedis()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chat tests: redis:", err)
+		return 1
+	}
+	defer stopRedis()
+	opt, err := rueidis.ParseURL(redisURL)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -51,21 +53,19 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer testRC.Close()
-	cfg, err := mysql.ParseDSN(envOr("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cfg.DBName = fmt.Sprintf("pushdesk_chat_test_%d", os.Getpid())
-	db, err := models.Open(ctx, cfg.FormatDSN(), 4)
+	dsn, drop, err := testsvc.OwnDatabase("pushdesk_chat_test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chat tests: mysql:", err)
 		return 1
 	}
-	defer func() {
-		db.ExecContext(ctx, "DROP DATABASE `"+cfg.DBName+"`")
-		db.Close()
-	}()
+	defer drop()
+	testDSN = dsn
+	db, err := models.Open(ctx, dsn, 4)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chat tests: mysql:", err)
+		return 1
+	}
+	defer db.Close()
 	if _, err := migrations.Run(ctx, db); err != nil {
 		fmt.Fprintln(os.Stderr, "chat tests: migrate:", err)
 		return 1
@@ -259,9 +259,7 @@ func TestStateRebuiltFromMySQL(t *testing.T) {
 func TestSendWithMySQLDownIsUnavailable(t *testing.T) {
 	s, _, _ := newTestService(t, Config{})
 	ctx := context.Background()
-	cfg, _ := mysql.ParseDSN(envOr("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"))
-	cfg.DBName = fmt.Sprintf("pushdesk_chat_test_%d", os.Getpid())
-	db, err := models.Open(ctx, cfg.FormatDSN(), 1)
+	db, err := models.Open(ctx, testDSN, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 )
@@ -28,22 +28,17 @@ import (
 func newBrokenDB(tb testing.TB) *models.ChatRepo {
 	tb.Helper()
 	ctx := context.Background()
-	cfg, err := mysql.ParseDSN(envOr("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"))
+	main, err := mysql.ParseDSN(testDSN)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	main := fmt.Sprintf("pushdesk_chat_test_%d", os.Getpid())
-	cfg.DBName = fmt.Sprintf("%s_%d", main, ids.Add(1)%1e6)
-	db, err := models.Open(ctx, cfg.FormatDSN(), 4)
+	db, err := models.Open(ctx, testsvc.Database(tb, "pushdesk_chat_broken"), 4)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		db.ExecContext(ctx, "DROP DATABASE `"+cfg.DBName+"`")
-		db.Close()
-	})
+	tb.Cleanup(func() { db.Close() }) // before the database is dropped
 	for _, t := range []string{"chat_conversations", "chat_lines", "chat_holds", "chat_agents"} {
-		if _, err := db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE `%s` LIKE `%s`.`%s`", t, main, t)); err != nil {
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("CREATE TABLE `%s` LIKE `%s`.`%s`", t, main.DBName, t)); err != nil {
 			tb.Fatal(err)
 		}
 	}

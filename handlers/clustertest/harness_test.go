@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/go-sql-driver/mysql"
 	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/internal/testsvc"
 )
@@ -119,28 +117,12 @@ func waitTCP(tb testing.TB, addr string) {
 	tb.Fatalf("%s did not open", addr)
 }
 
-// freshDatabase drops and returns a DSN for a database of the test's own.
-func freshDatabase(tb testing.TB, name string) string {
+// freshDatabase returns a DSN for a new database of the test's own
+// (prefix plus a unique suffix), dropped when the test ends: after its
+// instances, whose cleanups were registered later, are killed.
+func freshDatabase(tb testing.TB, prefix string) string {
 	tb.Helper()
-	base := os.Getenv("PUSHDESK_MYSQL_DSN")
-	if base == "" {
-		base = testsvc.DefaultMySQLDSN
-	}
-	cfg, err := mysql.ParseDSN(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.DBName = ""
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
-		tb.Fatal(err)
-	}
-	cfg.DBName = name
-	return cfg.FormatDSN()
+	return testsvc.Database(tb, prefix)
 }
 
 // instance is one pushdesk process.

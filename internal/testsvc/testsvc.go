@@ -5,7 +5,9 @@
 package testsvc
 
 import (
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -60,6 +62,26 @@ func StartRedis(dir string) (*exec.Cmd, string, error) {
 	return nil, "", fmt.Errorf("redis-server on %s did not open", addr)
 }
 
+// PackageRedis is StartRedis for a TestMain: an empty redis-server with
+// its files in a new temporary folder, and a func that stops it and
+// removes the folder (call it once m.Run returns).
+func PackageRedis() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "pushdesk-redis-")
+	if err != nil {
+		return "", nil, err
+	}
+	cmd, url, err := StartRedis(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return url, func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}, nil
+}
+
 // FreePort is a loopback TCP port nobody listens on right now.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,26 +92,44 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// OwnDatabase (re)creates database name on the MySQL server that
-// PUSHDESK_MYSQL_DSN names (Pushdesk's default without it) and returns
-// its DSN and a func that drops it. name must be the caller's own.
-func OwnDatabase(name string) (string, func(), error) {
-	base := os.Getenv("PUSHDESK_MYSQL_DSN")
-	if base == "" {
-		base = DefaultMySQLDSN
+// MySQLDSN is the server PUSHDESK_MYSQL_DSN names, or Pushdesk's default
+// without it: the server tests make their databases on.
+func MySQLDSN() string {
+	if dsn := os.Getenv("PUSHDESK_MYSQL_DSN"); dsn != "" {
+		return dsn
 	}
-	cfg, err := mysql.ParseDSN(base)
+	return DefaultMySQLDSN
+}
+
+// UniqueName is prefix with this process's id and a random part added:
+// a name no other run picks, not even a second run of the same suite
+// beside this one (two checkouts, CI next to a developer).
+func UniqueName(prefix string) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s_%d_%s", prefix, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// OwnDatabase creates a new database, named prefix plus a unique suffix
+// (UniqueName), on the MySQL server that MySQLDSN names, and returns its
+// DSN and a func that drops it. It never drops or reuses a database that
+// was there before: if the name is taken, it fails.
+func OwnDatabase(prefix string) (string, func(), error) {
+	cfg, err := mysql.ParseDSN(MySQLDSN())
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("PUSHDESK_MYSQL_DSN: %w", err)
 	}
+	name := UniqueName(prefix)
 	cfg.DBName = ""
 	db, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		return "", nil, err
 	}
-	if _, err := db.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
+	// The character set and collation Pushdesk's own databases get
+	// (models.Open creates them so).
+	if _, err := db.Exec("CREATE DATABASE `" + name + "` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"); err != nil {
 		db.Close()
-		return "", nil, err
+		return "", nil, fmt.Errorf("create database %s on %s: %w", name, cfg.Addr, err)
 	}
 	cfg.DBName = name
 	return cfg.FormatDSN(), func() {
@@ -120,4 +160,16 @@ func RestartRedis(tb testing.TB, cmd *exec.Cmd, url string) *exec.Cmd {
 	}
 	tb.Fatalf("redis-server on %s did not come back", addr)
 	return nil
+}
+
+// Database is OwnDatabase for tb: the database is dropped when tb ends
+// (after cleanups registered later, such as servers using it, have run).
+func Database(tb testing.TB, prefix string) string {
+	tb.Helper()
+	dsn, drop, err := OwnDatabase(prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(drop)
+	return dsn
 }

@@ -29,10 +29,6 @@ const (
 	ingestKey = "browser-ingest"
 )
 
-// dbName is this run's own database: two runs side by side (two
-// checkouts, or CI next to a developer) do not share one.
-var dbName = fmt.Sprintf("pushdesk_browsertest_%d", os.Getpid())
-
 // env is what TestMain set up: one server, one browser.
 var env struct {
 	binary   string
@@ -84,8 +80,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "browsertest:", err)
 		return 1
 	}
-	defer redis.Process.Kill()
-	dsn, drop, err := testsvc.OwnDatabase(dbName)
+	defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
+	// This run's own database: two runs side by side (two checkouts, or
+	// CI next to a developer) do not share one.
+	dsn, drop, err := testsvc.OwnDatabase("pushdesk_browsertest")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "browsertest: mysql:", err)
 		return 1
