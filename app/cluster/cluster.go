@@ -49,9 +49,9 @@ type Service struct {
 	Deps
 	connLog *batch.Batcher[models.ConnEvent]
 
-	republishing    atomic.Int64           // pushes being tried again (see republish)
-	republishWarned atomic.Int64           // unix second of the last "dropped" warning
-	mismatches      int                    // registry refreshes in a row that found drift (keepAlive only)
+	republishing    atomic.Int64 // pushes being tried again (see republish)
+	republishWarned atomic.Int64 // unix second of the last "dropped" warning
+	mismatches      int          // registry refreshes in a row that found drift (keepAlive only)
 
 	ctx    context.Context
 	cancel context.CancelFunc
