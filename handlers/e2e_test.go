@@ -1,12 +1,9 @@
 package handlers
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,9 +20,6 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/pushdesk/pushdesk/app"
 	"github.com/pushdesk/pushdesk/app/auth"
-	"github.com/pushdesk/pushdesk/app/delivery"
-	"github.com/pushdesk/pushdesk/app/input"
-	"github.com/pushdesk/pushdesk/app/session"
 	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
@@ -174,160 +168,8 @@ func doAt(tb testing.TB, base, method, path, bearer, body string) (int, map[stri
 	return res.StatusCode, out
 }
 
-// send posts a message to uid and returns its id.
-func send(tb testing.TB, uid uint64, kind, text string) string {
-	tb.Helper()
-	code, body := post(tb, "/internal/v1/messages", testIngestKey,
-		fmt.Sprintf(`{"to_uid":%d,"kind":%q,"body":{"text":%q}}`, uid, kind, text))
-	if code != 202 {
-		tb.Fatalf("ingest = %d %v, want 202", code, body)
-	}
-	return body["ids"].([]any)[0].(string)
-}
-
-type frame map[string]any
-
 func (f frame) str(k string) string { s, _ := f[k].(string); return s }
 func (f frame) num(k string) int64  { n, _ := f[k].(float64); return int64(n) }
-
-// wsClient is a test WebSocket client.
-type wsClient struct {
-	tb   testing.TB
-	conn *websocket.Conn
-	wait time.Duration // how long next waits; zero means 5 s
-}
-
-func dialWS(tb testing.TB, uid uint64) *wsClient {
-	tb.Helper()
-	conn, res, err := websocket.DefaultDialer.Dial(wsURL+"/ws?token="+mint(tb, uid), nil)
-	if err != nil {
-		status := 0
-		if res != nil {
-			status = res.StatusCode
-		}
-		tb.Fatalf("dial ws for %d: %v (status %d)", uid, err, status)
-	}
-	tb.Cleanup(func() { conn.Close() })
-	return &wsClient{tb: tb, conn: conn}
-}
-
-func (c *wsClient) send(v string) {
-	c.tb.Helper()
-	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(v)); err != nil {
-		c.tb.Fatalf("write %s: %v", v, err)
-	}
-}
-
-// next returns the next frame, failing after c.wait (5 s).
-func (c *wsClient) next() frame {
-	c.tb.Helper()
-	wait := c.wait
-	if wait == 0 {
-		wait = 5 * time.Second
-	}
-	_ = c.conn.SetReadDeadline(time.Now().Add(wait))
-	_, data, err := c.conn.ReadMessage()
-	if err != nil {
-		c.tb.Fatalf("read frame: %v", err)
-	}
-	var f frame
-	if err := json.Unmarshal(data, &f); err != nil {
-		c.tb.Fatalf("frame is not JSON: %s", data)
-	}
-	return f
-}
-
-// until reads frames until one of type typ arrives and returns it.
-func (c *wsClient) until(typ string) frame {
-	c.tb.Helper()
-	for {
-		if f := c.next(); f.str("type") == typ {
-			return f
-		}
-	}
-}
-
-// sseClient is a test SSE client.
-type sseClient struct {
-	tb   testing.TB
-	res  *http.Response
-	rd   *bufio.Reader
-	evts chan sseEvent
-}
-
-type sseEvent struct {
-	event, id string
-	data      frame
-}
-
-// dialSSE opens /sse; lastEventID "q:<id>" puts the id in the query
-// (last_event_id) instead of the Last-Event-ID header.
-func dialSSE(tb testing.TB, uid uint64, lastEventID string) *sseClient {
-	tb.Helper()
-	url := baseURL + "/sse"
-	if id, ok := strings.CutPrefix(lastEventID, "q:"); ok {
-		url, lastEventID = url+"?last_event_id="+id, ""
-	}
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Authorization", "Bearer "+mint(tb, uid))
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("sse: %v", err)
-	}
-	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		tb.Fatalf("sse = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
-	}
-	c := &sseClient{tb: tb, res: res, rd: bufio.NewReader(res.Body), evts: make(chan sseEvent, 64)}
-	tb.Cleanup(func() { res.Body.Close() })
-	go c.loop()
-	return c
-}
-
-func (c *sseClient) loop() {
-	defer close(c.evts)
-	var ev sseEvent
-	for {
-		line, err := c.rd.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimRight(line, "\n")
-		switch {
-		case line == "":
-			if ev.event != "" {
-				c.evts <- ev
-			}
-			ev = sseEvent{}
-		case strings.HasPrefix(line, "event: "):
-			ev.event = line[7:]
-		case strings.HasPrefix(line, "id: "):
-			ev.id = line[4:]
-		case strings.HasPrefix(line, "data: "):
-			_ = json.Unmarshal([]byte(line[6:]), &ev.data)
-		}
-	}
-}
-
-func (c *sseClient) until(event string) sseEvent {
-	c.tb.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case ev, ok := <-c.evts:
-			if !ok {
-				c.tb.Fatalf("sse stream ended waiting for %s", event)
-			}
-			if ev.event == event {
-				return ev
-			}
-		case <-timeout:
-			c.tb.Fatalf("no sse %s event in 5s", event)
-		}
-	}
-}
 
 func unreadOf(tb testing.TB, uid uint64) (total, unacked int64) {
 	tb.Helper()
@@ -517,168 +359,6 @@ func TestMessagesPagination(t *testing.T) {
 	}
 }
 
-func TestUserCannotTouchAnotherUsersMessages(t *testing.T) {
-	alice, bob := newUID(), newUID()
-	bobMsg := send(t, bob, "comment", "for bob only")
-	waitRows(t, bob, 1)
-	tokA := mint(t, alice)
-	if _, body := post(t, "/api/v1/me/read", tokA, fmt.Sprintf(`{"ids":[%q]}`, bobMsg)); body["updated"].(float64) != 0 {
-		t.Fatalf("alice read bob's = %v, want updated 0", body)
-	}
-	if _, body := post(t, "/api/v1/me/ack", tokA, fmt.Sprintf(`{"ids":[%q]}`, bobMsg)); body["acked"].(float64) != 0 {
-		t.Fatalf("alice acked bob's = %v, want acked 0", body)
-	}
-	post(t, "/api/v1/me/read", tokA, `{"all":true}`)
-	_, body := do(t, http.MethodGet, "/api/v1/me/messages", tokA, "")
-	if n := len(body["messages"].([]any)); n != 0 {
-		t.Fatalf("alice lists %d messages, want 0", n)
-	}
-	if code, _ := do(t, http.MethodGet, "/api/v1/me/messages?before="+bobMsg, tokA, ""); code != 400 {
-		t.Fatalf("alice paging from bob's id = %d, want 400", code)
-	}
-	ws := dialWS(t, alice)
-	ws.until("hello")
-	ws.send(fmt.Sprintf(`{"type":"read","ids":[%q]}`, bobMsg))
-	ws.send(`{"type":"ping"}`)
-	ws.until("pong")
-	if total, unacked := unreadOf(t, bob); total != 1 || unacked != 1 {
-		t.Fatalf("bob unread = %d/%d, want 1/1 after alice's attempts", total, unacked)
-	}
-	var isRead bool
-	if err := testDB.QueryRow("SELECT is_read FROM "+models.ShardTable(bob)+" WHERE id = ?", bobMsg).Scan(&isRead); err != nil || isRead {
-		t.Fatalf("bob's row is_read = %v (%v), want false", isRead, err)
-	}
-}
-
-func TestBadTokensGet401(t *testing.T) {
-	tokens := auth.NewTokens(testSecret)
-	expired, _ := tokens.Mint(auth.Identity{UID: 7}, -time.Minute)
-	justExpired, _ := tokens.Mint(auth.Identity{UID: 7}, -2*time.Second) // no grace after exp
-	wrongKey, _ := auth.NewTokens("other-secret").Mint(auth.Identity{UID: 7}, time.Hour)
-	cases := []struct{ name, token string }{
-		{"missing", ""}, {"garbage", "not.a.jwt"}, {"expired", expired}, {"just expired", justExpired}, {"wrong secret", wrongKey},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, res, err := websocket.DefaultDialer.Dial(wsURL+"/ws?token="+tc.token, nil)
-			if err == nil || res == nil || res.StatusCode != 401 {
-				t.Fatalf("ws dial = %v %v, want 401", res, err)
-			}
-			req, _ := http.NewRequest(http.MethodGet, baseURL+"/sse?token="+tc.token, nil)
-			r, err := http.DefaultClient.Do(req)
-			if err != nil || r.StatusCode != 401 {
-				t.Fatalf("sse = %v %v, want 401", r, err)
-			}
-			r.Body.Close()
-			code, body := do(t, http.MethodGet, "/api/v1/me/unread", tc.token, "")
-			if code != 401 || body["error"].(map[string]any)["code"] != "unauthorized" {
-				t.Fatalf("unread = %d %v, want 401 unauthorized", code, body)
-			}
-		})
-	}
-}
-
-func TestIngestRejectsInvalidBodies(t *testing.T) {
-	big := `{"to_uid":1,"kind":"comment","body":{"x":"` + strings.Repeat("a", input.MaxBodyBytes) + `"}}`
-	many := make([]string, delivery.MaxRecipients+1)
-	for i := range many {
-		many[i] = fmt.Sprint(i + 1)
-	}
-	cases := []struct {
-		name, body string
-		status     int
-		code       string
-	}{
-		{"not json", `{"to_uid":`, 400, "invalid_json"},
-		{"array", `[1]`, 400, "invalid_json"},
-		{"no recipient", `{"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"both recipients", `{"to_uid":1,"to_uids":[2],"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uid string", `{"to_uid":"1","kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uid zero", `{"to_uid":0,"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uid negative", `{"to_uid":-4,"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uid fraction", `{"to_uid":1.5,"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uids empty", `{"to_uids":[],"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uids too many", `{"to_uids":[` + strings.Join(many, ",") + `],"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uids bad item", `{"to_uids":[1,"x"],"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"uids not array", `{"to_uids":5,"kind":"comment","body":{}}`, 400, "invalid_input"},
-		{"kind missing", `{"to_uid":1,"body":{}}`, 400, "invalid_input"},
-		{"kind uppercase", `{"to_uid":1,"kind":"Comment","body":{}}`, 400, "invalid_input"},
-		{"kind too long", `{"to_uid":1,"kind":"` + strings.Repeat("k", 33) + `","body":{}}`, 400, "invalid_input"},
-		{"kind number", `{"to_uid":1,"kind":5,"body":{}}`, 400, "invalid_input"},
-		{"body missing", `{"to_uid":1,"kind":"comment"}`, 400, "invalid_input"},
-		{"body string", `{"to_uid":1,"kind":"comment","body":"hi"}`, 400, "invalid_input"},
-		{"body array", `{"to_uid":1,"kind":"comment","body":[1]}`, 400, "invalid_input"},
-		{"body too large", big, 413, "body_too_large"},
-		{"collapse_key number", `{"to_uid":1,"kind":"comment","body":{},"collapse_key":3}`, 400, "invalid_input"},
-		{"idempotency_key too long", `{"to_uid":1,"kind":"comment","body":{},"idempotency_key":"` + strings.Repeat("i", 129) + `"}`, 400, "invalid_input"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			code, body := post(t, "/internal/v1/messages", testIngestKey, tc.body)
-			e, _ := body["error"].(map[string]any)
-			if code != tc.status || e == nil || e["code"] != tc.code || e["message"] == "" {
-				t.Fatalf("POST = %d %v, want %d %s", code, body, tc.status, tc.code)
-			}
-		})
-	}
-	t.Run("wrong key", func(t *testing.T) {
-		if code, body := post(t, "/internal/v1/messages", "nope", `{"to_uid":1,"kind":"c","body":{}}`); code != 401 || body["error"] == nil {
-			t.Fatalf("POST = %d %v, want 401", code, body)
-		}
-	})
-	t.Run("user token is not the ingest key", func(t *testing.T) {
-		if code, _ := post(t, "/internal/v1/messages", mint(t, 1), `{"to_uid":1,"kind":"c","body":{}}`); code != 401 {
-			t.Fatalf("POST = %d, want 401", code)
-		}
-	})
-}
-
-func TestIngestManyRecipients(t *testing.T) {
-	a, b := newUID(), newUID()
-	code, body := post(t, "/internal/v1/messages", testIngestKey, fmt.Sprintf(`{"to_uids":[%d,%d,%d],"kind":"system","body":{"n":1}}`, a, b, a))
-	if code != 202 || body["accepted"].(float64) != 2 || len(body["ids"].([]any)) != 2 || body["duplicate"] != false {
-		t.Fatalf("POST = %d %v, want 202 accepted 2 (duplicate uid folded)", code, body)
-	}
-	waitRows(t, a, 1)
-	waitRows(t, b, 1)
-}
-
-func TestOversizeFrameClosesWith1009(t *testing.T) {
-	ws := dialWS(t, newUID())
-	ws.until("hello")
-	big := `{"type":"ping","pad":"` + strings.Repeat("x", session.MaxFrameBytes) + `"}`
-	_ = ws.conn.WriteMessage(websocket.TextMessage, []byte(big))
-	_ = ws.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, _, err := ws.conn.ReadMessage()
-		if err == nil {
-			continue
-		}
-		if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
-			t.Fatalf("read after oversize frame: %v, want close 1009", err)
-		}
-		return
-	}
-}
-
-func TestInvalidFramesGetErrorAndConnectionLives(t *testing.T) {
-	uid := newUID()
-	ws := dialWS(t, uid)
-	ws.until("hello")
-	for _, bad := range []string{`not json`, `{"type":"dance"}`, `{"no":"type"}`, `{"type":"ack","ids":["x"]}`, `{"type":"ack"}`, `[]`} {
-		ws.send(bad)
-		if f := ws.until("error"); f.num("code") != 400 || f.str("msg") == "" {
-			t.Fatalf("error for %s = %v, want code 400 with msg", bad, f)
-		}
-	}
-	ws.send(`{"type":"ping"}`)
-	ws.until("pong")
-	id := send(t, uid, "comment", "still here")
-	if m := ws.until("msg"); m.str("id") != id {
-		t.Fatalf("msg = %v, want %s", m, id)
-	}
-}
-
 // An agent's connection has its own, shorter heartbeat (seed: 5 s, here
 // 1 s against the users' 2 s): a silent agent is dropped after 2.5 s, a
 // user silent as long is not.
@@ -813,10 +493,4 @@ func TestHealthAndErrors(t *testing.T) {
 		t.Fatalf("read with bad JSON = %d, want 400", code)
 	}
 	_ = bytes.MinRead
-}
-
-// tokenKey is the Redis key of a cached user-center answer.
-func tokenKey(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return "pd:tok:" + hex.EncodeToString(sum[:])
 }
