@@ -140,20 +140,22 @@ var markScript = script(luaMark, fnNow, fnMark)
 // clearInFlight clears the marks of message ids[i] of uids[i] (marks
 // that lapsed or were never made are no-ops) and bumps each user's
 // version, so a rebuild whose SELECT ran before the commit is not cached.
-func (s *Service) clearInFlight(ctx context.Context, uids, ids []uint64) {
+// It returns the ids among them that a read of their user gave up waiting
+// for (see ReadLate): after a commit, those are marked read.
+func (s *Service) clearInFlight(ctx context.Context, uids, msgIDs []uint64) map[uint64][]uint64 {
 	byUser := make(map[uint64][]string, len(uids))
 	order := make([]uint64, 0, len(uids))
 	for i, u := range uids {
 		if _, ok := byUser[u]; !ok {
 			order = append(order, u)
 		}
-		byUser[u] = append(byUser[u], u64(ids[i]))
+		byUser[u] = append(byUser[u], u64(msgIDs[i]))
 	}
 	var execs []rueidis.LuaExec
 	for run := range slices.Chunk(order, scriptRun) {
-		e := rueidis.LuaExec{Keys: make([]string, 0, 2*len(run)), Args: make([]string, 0, 2*len(run))}
+		e := rueidis.LuaExec{Keys: make([]string, 0, 3*len(run)), Args: make([]string, 0, 2*len(run))}
 		for _, u := range run {
-			e.Keys = append(e.Keys, keyInFlight(u), keyUnreadVersion(u))
+			e.Keys = append(e.Keys, keyInFlight(u), keyUnreadVersion(u), keyReadLate(u))
 			e.Args = append(e.Args, strconv.Itoa(len(byUser[u])))
 		}
 		for _, u := range run {
@@ -161,15 +163,73 @@ func (s *Service) clearInFlight(ctx context.Context, uids, ids []uint64) {
 		}
 		execs = append(execs, e)
 	}
+	owner := make(map[uint64]uint64, len(msgIDs))
+	for i, id := range msgIDs {
+		owner[id] = uids[i]
+	}
+	var late map[uint64][]uint64
 	for _, r := range clearScript.ExecMulti(context.WithoutCancel(ctx), s.Redis, execs...) {
-		if err := r.Error(); err != nil {
+		found, err := r.AsStrSlice()
+		if err != nil {
 			s.Log.Warn("clear in-flight marks", "err", err) // they lapse after inFlightTTL
+			continue
+		}
+		for _, v := range found {
+			if id, err := strconv.ParseUint(v, 10, 64); err == nil {
+				if late == nil {
+					late = make(map[uint64][]uint64)
+				}
+				late[owner[id]] = append(late[owner[id]], id)
+			}
+		}
+	}
+	return late
+}
+
+// ReadLate records that a read of uid gave up waiting for the commit of
+// message ids (still in flight after SettleWait: a slow commit, or a
+// worker that died and whose task will be retried). The delivery that
+// commits one of them later marks it read then (see clearInFlight), so a
+// read-all is not undone by a message stored after it.
+func (s *Service) ReadLate(ctx context.Context, uid uint64, msgIDs []string) error {
+	if len(msgIDs) == 0 {
+		return nil
+	}
+	key := keyReadLate(uid)
+	for _, r := range s.Redis.DoMulti(ctx,
+		s.Redis.B().Sadd().Key(key).Member(msgIDs...).Build(),
+		s.Redis.B().Expire().Key(key).Seconds(int64(readLateTTL/time.Second)).Build()) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("record late reads of %d: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+// readLateTTL outlives a delivery task's retries (they end within about
+// 40 minutes) with room to spare.
+const readLateTTL = 25 * time.Hour
+
+// markLate marks read the messages a read gave up waiting for, now that
+// they are committed, and sends their users fresh counts.
+func (s *Service) markLate(ctx context.Context, late map[uint64][]uint64) {
+	for uid, msgIDs := range late {
+		if _, err := s.Repo.MarkRead(ctx, uid, msgIDs); err != nil {
+			s.Log.Warn("mark late reads", "uid", uid, "err", err) // they stay unread: the user reads them again
+			continue
+		}
+		if err := s.Reset(ctx, uid); err != nil {
+			continue
+		}
+		if u, err := s.Unread(ctx, uid); err == nil {
+			_ = s.Cluster.Push(ctx, uid, frames.UnreadFrame(u))
 		}
 	}
 }
 
 // clearScript clears marks of several users. KEYS: per user in flight,
-// version. ARGV: per user how many ids, then the users' ids in that order.
+// version, late reads. ARGV: per user how many ids, then the users' ids in
+// that order. It returns the ids found among the user's late reads.
 var clearScript = script(luaClear, fnBump)
 
 // adjustScript adds the ARGV pairs (field, delta) to an existing hash and

@@ -37,3 +37,7 @@ func keyInFlight(uid uint64) string      { return keyPrefix + "flying:" + u64(ui
 // keyPurgeReset is the set of users whose unread rows a retention purge
 // deleted and whose counters still have to be reset.
 const keyPurgeReset = keyPrefix + "purge:reset"
+
+// keyReadLate is the set of a user's message ids a read gave up waiting
+// for (ReadLate): marked read once they commit.
+func keyReadLate(uid uint64) string { return keyPrefix + "readlate:" + u64(uid) }

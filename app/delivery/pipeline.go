@@ -257,7 +257,9 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 			return fmt.Errorf("reset counters: %w", err)
 		}
 	}
-	s.clearInFlight(ctx, uids, ids)
+	if late := s.clearInFlight(ctx, uids, ids); late != nil {
+		s.markLate(ctx, late)
+	}
 	var told map[uint64]bool // made only when some user needs counts: not per task
 	if len(stale) > 0 {
 		told = make(map[uint64]bool, len(stale))

@@ -32,6 +32,11 @@ func (s *Service) Read(ctx context.Context, uid uint64, ids []uint64, all bool) 
 		if _, err = s.Delivery.Settle(ctx, uid); err != nil {
 			return 0, err
 		}
+		// What is still in flight now (a slow commit, a worker that died)
+		// is marked read when it commits, so this read-all holds for it.
+		if err = s.readLate(ctx, uid, nil); err != nil {
+			return 0, err
+		}
 		if n, err = s.Repo.MarkAllRead(ctx, uid); err != nil {
 			return 0, err
 		}
@@ -49,6 +54,9 @@ func (s *Service) Read(ctx context.Context, uid uint64, ids []uint64, all bool) 
 	} else {
 		var res models.ReadResult
 		if _, err = s.Delivery.Settle(ctx, uid, ids...); err != nil { // pushed, perhaps not committed
+			return 0, err
+		}
+		if err = s.readLate(ctx, uid, ids); err != nil {
 			return 0, err
 		}
 		if res, err = s.Repo.MarkRead(ctx, uid, ids); err != nil {
@@ -197,4 +205,19 @@ type storedMessage struct {
 func storedMessageJSON(m *models.Message) json.RawMessage {
 	return frames.MustJSON(storedMessage{ID: ids.Format(m.ID), Kind: m.Kind, Body: json.RawMessage(m.Body), TS: m.UpdatedAt.UnixMilli(),
 		Count: max(m.Count, 1), Read: m.IsRead, Acked: m.IsSent, CreatedAt: m.CreatedAt})
+}
+
+// readLate records the messages among ids (all of uid's when ids is nil)
+// that are still in flight after the read's wait, so their delivery marks
+// them read when it commits (delivery.Service.ReadLate).
+func (s *Service) readLate(ctx context.Context, uid uint64, ids []uint64) error {
+	var want []string
+	for _, id := range ids {
+		want = append(want, strconv.FormatUint(id, 10))
+	}
+	left, err := s.Delivery.Flying(ctx, uid, want)
+	if err != nil {
+		return err
+	}
+	return s.Delivery.ReadLate(ctx, uid, left)
 }
