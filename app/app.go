@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		TTLBase: cfg.AuthTTLBase, TTLJitter: cfg.AuthTTLJitter, NegativeTTL: cfg.AuthNegativeTTL}, rc)
 	// The cluster comes first (everything pushes through it), so what it
 	// hands on goes to services made after it: these closures run only
-	// once frames arrive, after New has returned.
+	// once it is started, below, when they all exist.
 	a.Cluster, err = cluster.New(ctx, cluster.Deps{
 		Redis: rc, Hub: a.Hub, Repo: a.Repo, IDs: gen, Log: log, Metrics: a.Metrics, Instance: instance, Identity: identity,
 		Counts: func(ctx context.Context, uid uint64) (hub.Frame, error) {
@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		FrameRate: cfg.FrameRate, FrameBurst: cfg.FrameBurst, ChatLineLimit: cfg.chatLineLimit(),
 		Connects: cfg.ConnectConcurrency, ConnectWait: cfg.ConnectWait,
 	})
+	a.Cluster.Start()
 	a.Chat.Start()
 	return a, nil
 }

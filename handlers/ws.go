@@ -165,9 +165,21 @@ func wsHandler(s *Server) fiber.Handler {
 		budget := a.Session.NewFrameBudget(id.Role)
 		idle := heartbeat * 5 / 2
 		_ = conn.SetReadDeadline(time.Now().Add(idle))
+		// alive extends the read deadline, unless the connection is closing:
+		// then only the close grace counts (see wsWriter.Close), set again in
+		// case the close came between the check and the extension.
+		alive := func() {
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+			select {
+			case <-c.Done():
+				_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
+			default:
+			}
+		}
 		conn.SetPongHandler(func(string) error {
 			a.Session.Heartbeat(c)
-			return conn.SetReadDeadline(time.Now().Add(idle))
+			alive()
+			return nil
 		})
 		for {
 			mt, data, err := conn.ReadMessage()
@@ -179,7 +191,7 @@ func wsHandler(s *Server) fiber.Handler {
 				continue
 			default:
 			}
-			_ = conn.SetReadDeadline(time.Now().Add(idle))
+			alive()
 			a.Session.Heartbeat(c)
 			if mt != websocket.TextMessage && mt != websocket.BinaryMessage {
 				continue

@@ -50,6 +50,7 @@ func newInstance(t *testing.T, name string, rc rueidis.Client, repo *models.Repo
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl.Start()
 	t.Cleanup(cl.Close)
 	clk := new(clock.Clock)
 	act := activity.New(activity.Deps{Redis: rc, Repo: repo, Clock: clk, Log: log, Metrics: m,

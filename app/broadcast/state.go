@@ -332,13 +332,18 @@ func (s *Service) newestSent(ctx context.Context, gen int64) (time.Time, error) 
 		return n.at, nil
 	}
 	v, err, _ := s.flight.Do(strconv.FormatInt(gen, 10), func() (any, error) {
-		at, err := s.Repo.NewestSent(ctx)
+		// Shared by every connect waiting for it: one that gives up must
+		// not fail the others.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		at, err := s.Repo.NewestSent(qctx)
 		if err != nil {
 			return nil, err
 		}
-		if n := s.newest.Load(); n == nil || n.gen < gen {
-			s.newest.Store(&newest{gen: gen, at: at})
-		}
+		// Any other generation is replaced: after Redis lost its data the
+		// generation starts again from 0, so an older entry may carry a
+		// higher number.
+		s.newest.Store(&newest{gen: gen, at: at})
 		return at, nil
 	})
 	if err != nil {

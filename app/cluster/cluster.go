@@ -58,8 +58,9 @@ type Service struct {
 	wg     sync.WaitGroup
 }
 
-// New registers the instance and starts its pub/sub listener and its
-// keep-alive (refresh, reconcile, sweep of dead instances).
+// New registers the instance; Start starts its pub/sub listener and its
+// keep-alive (refresh, reconcile, sweep of dead instances), once what the
+// Deps' functions call exists.
 func New(ctx context.Context, d Deps) (*Service, error) {
 	s := &Service{Deps: d}
 	s.connLog = batch.New(batch.Config{MaxBatch: 1000, Flushers: 1}, batch.Retrying(d.Repo.InsertConnEvents, func(rows int, err error) {
@@ -71,10 +72,14 @@ func New(ctx context.Context, d Deps) (*Service, error) {
 		s.connLog.Close()
 		return nil, err
 	}
+	return s, nil
+}
+
+// Start starts the listener and the keep-alive (call it once).
+func (s *Service) Start() {
 	s.wg.Add(2)
 	go s.listen()
 	go s.keepAlive()
-	return s, nil
 }
 
 // Close stops the loops and removes this instance from the registry

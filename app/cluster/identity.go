@@ -33,6 +33,11 @@ func CheckIdentity(ctx context.Context, rc rueidis.Client, repo *models.Repo) (s
 	if err != nil {
 		return "", fmt.Errorf("read the cluster identity in redis: %w", err)
 	}
+	if mine == "" && theirs != "" { // another instance may have just made the pair: look again
+		if mine, err = repo.ClusterID(ctx); err != nil {
+			return "", err
+		}
+	}
 	switch {
 	case mine == "" && theirs != "":
 		return "", fmt.Errorf("redis belongs to cluster %s, but this MySQL database has no cluster record: it is not that cluster's database "+

@@ -178,6 +178,7 @@ func testServiceWith(t *testing.T, change func(*Deps)) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }

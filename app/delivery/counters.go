@@ -36,12 +36,14 @@ const unreadTTL = 24 * 3600
 // "1": a delivery that counts and pushes before it commits) or clears that
 // mark (mode "-1": one that committed first), and replies {unread hash or
 // {}, the user's instance → connections hash, the user's cached broadcast
-// counts, the broadcast generation, 1 if the message was marked in flight
-// already (an earlier attempt pushed it)}, so one round trip serves the marks,
+// counts, the broadcast generation, 1 if the message is not to be pushed
+// again (a retry after one that already repeated the push)}, so one round
+// trip serves the marks,
 // the counts, the routing and the unread frames of a whole task. Marking
 // and reading the connections in one script is what lets a connect rely on
 // Settle (see Connect). KEYS: the broadcast generation, then per message
-// unread, uconn, broadcast unread, version, in flight (deliverKeys). ARGV:
+// unread, uconn, broadcast unread, version, in flight, repushed
+// (deliverKeys). ARGV:
 // per message kind, incr, mode, id (deliverArgs).
 var deliverScript = script(luaDeliver, fnNow, fnMark, fnBump)
 
@@ -56,7 +58,7 @@ const scriptRun = 128
 // deliverKeys appends message's keys for deliverScript (after the shared
 // first key).
 func deliverKeys(keys []string, uid uint64) []string {
-	return append(keys, keyUnread(uid), cluster.KeyUserConns(uid), broadcast.KeyUnread(uid), keyUnreadVersion(uid), keyInFlight(uid))
+	return append(keys, keyUnread(uid), cluster.KeyUserConns(uid), broadcast.KeyUnread(uid), keyUnreadVersion(uid), keyInFlight(uid), keyRepushed(uid))
 }
 
 // deliverArgs appends a message's arguments for deliverScript.

@@ -41,3 +41,8 @@ const keyPurgeReset = keyPrefix + "purge:reset"
 // keyReadLate is the set of a user's message ids a read gave up waiting
 // for (ReadLate): marked read once they commit.
 func keyReadLate(uid uint64) string { return keyPrefix + "readlate:" + u64(uid) }
+
+// keyRepushed holds a user's message ids a retried delivery pushed again
+// (scored by when that lapses): a later retry does not push them a third
+// time.
+func keyRepushed(uid uint64) string { return keyPrefix + "repushed:" + u64(uid) }

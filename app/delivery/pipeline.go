@@ -197,7 +197,7 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 	}
 	var execs []rueidis.LuaExec
 	for run := range slices.Chunk(rows, scriptRun) {
-		e := rueidis.LuaExec{Keys: make([]string, 1, 1+5*len(run)), Args: make([]string, 0, 4*len(run))}
+		e := rueidis.LuaExec{Keys: make([]string, 1, 1+6*len(run)), Args: make([]string, 0, 4*len(run))}
 		e.Keys[0] = broadcast.KeyGen
 		for i := range run {
 			e.Keys = deliverKeys(e.Keys, run[i].ToUID)
@@ -223,9 +223,9 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 	for i := range rows {
 		push := []hub.Frame{frames.Message(&rows[i], false)}
 		if recount && pushedBefore(replies[i]) {
-			// Push once: an earlier attempt pushed this message and then
-			// failed (its store, say); this retry stores it and sends the
-			// counts, not the message again.
+			// At most one repeat: an earlier attempt pushed this message
+			// and the first retry pushed it again; this one stores it and
+			// sends the counts, not the message a third time.
 			push = nil
 		}
 		online, counted, err := s.pushCounts(ctx, rows[i].ToUID, push, replies[i], !recount)
@@ -320,9 +320,9 @@ func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, r
 // docs/performance.md, "Shard writes".
 const shardLinger = 100 * time.Millisecond
 
-// pushedBefore reports whether the deliver script found the message marked
-// in flight already: an earlier attempt counted and pushed it and did not
-// get to clear the mark (its commit failed, or it died). A mark lapses
+// pushedBefore reports whether the deliver script says the message was
+// pushed twice already: by an attempt that did not get to clear its mark
+// (its commit failed, or it died) and by the retry after it. Marks lapse
 // after inFlightTTL, so a retry later than that pushes again (clients
 // dedupe by id).
 func pushedBefore(reply rueidis.RedisMessage) bool {

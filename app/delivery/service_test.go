@@ -47,6 +47,7 @@ func testApp(t *testing.T, q Queue) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cl.Start()
 	t.Cleanup(cl.Close)
 	act := activity.New(activity.Deps{Redis: rc, Repo: repo, Clock: clk, Log: log, Metrics: m,
 		Policy: activity.Policy{ActiveWithin: 24 * time.Hour, ReleaseAfter: 15 * 24 * time.Hour}})

@@ -223,7 +223,7 @@ export class Pushdesk {
     // is no good and retrying will not help; no answer at all means the
     // server is down (a restart), not that WebSocket is blocked, so those
     // failures do not count towards falling back to SSE.
-    if (this.attempt >= 2 && !wasOpen) {
+    if (this.attempt >= 2 && !wasOpen && !this.retryHint) { // a hint means the server answered
       try {
         await this.api("GET", "/api/v1/me/unread");
       } catch (e) {

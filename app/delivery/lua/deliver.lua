@@ -1,13 +1,25 @@
 local gen
 local out = {}
 for r = 0, #ARGV / 4 - 1 do
-  local k, a = 1 + r * 5, r * 4
-  local unread, uconn, bunread, version, flying = KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5]
+  local k, a = 1 + r * 6, r * 4
+  local unread, uconn, bunread, version, flying, repushed = KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6]
   local kind, incr, mode, id = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
   local o = {{}, {}, {}, 0, 0}
   if mode == '1' then
-    local sc = redis.call('ZSCORE', flying, id) -- a live mark: an earlier attempt pushed it
-    if sc and tonumber(sc) > now then o[5] = 1 end
+    -- A live mark: an earlier attempt counted it (and pushed it, unless it
+    -- died first). The first retry pushes it once more (for a connection
+    -- made since, or a push that did not happen); later ones do not.
+    local sc = redis.call('ZSCORE', flying, id)
+    if sc and tonumber(sc) > now then
+      local again = redis.call('ZSCORE', repushed, id)
+      if again and tonumber(again) > now then
+        o[5] = 1
+      else
+        redis.call('ZREMRANGEBYSCORE', repushed, '-inf', now)
+        redis.call('ZADD', repushed, now + 60000, id)
+        redis.call('PEXPIRE', repushed, 60000)
+      end
+    end
     mark(flying, id)
   end
   local h = redis.call('HGETALL', unread)
