@@ -229,11 +229,13 @@ func TestSeenTwoDaysAgoGoesDelayed(t *testing.T) {
 	uid := newUID()
 	ws := dialWS(t, uid)
 	ws.until("hello")
-	a.Clock.Advance(48 * time.Hour)
 	before := ingested()
-	code, b := post(t, "/internal/v1/messages", testIngestKey, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{}}`, uid))
+	a.Clock.Advance(48 * time.Hour)
+	code, b := func() (int, map[string]any) {
+		defer a.Clock.Reset() // also when post fails the test
+		return post(t, "/internal/v1/messages", testIngestKey, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{}}`, uid))
+	}()
 	got := ingested() - before
-	a.Clock.Reset()
 	ws.conn.Close()
 	if code != 202 || b["accepted"].(float64) != 1 {
 		t.Fatalf("ingest = %d %v", code, b)
