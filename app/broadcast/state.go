@@ -180,6 +180,21 @@ func (s *Service) HistoryStart(ctx context.Context, uid uint64) time.Time {
 	return start
 }
 
+// AdvanceMark moves uid's read mark from from to to (later). When no
+// broadcast was sent after from, the move changes no count, so the cached
+// counts stay (a reconnect, the usual caller, then costs one write, not a
+// recount).
+func (s *Service) AdvanceMark(ctx context.Context, uid uint64, from, to time.Time) {
+	gen, err := s.Redis.Do(ctx, s.Redis.B().Get().Key(KeyGen).Build()).AsInt64()
+	if err == nil || rueidis.IsRedisNil(err) {
+		if newest, err := s.newestSent(ctx, gen); err == nil && !newest.After(from) {
+			s.Redis.Do(ctx, s.Redis.B().Set().Key(keyBroadcastMark(uid)).Value(strconv.FormatInt(to.UnixMilli(), 10)).Ex(s.ReleaseAfter+24*time.Hour).Build())
+			return
+		}
+	}
+	s.SetMark(ctx, uid, to)
+}
+
 // SetMark moves uid's read mark to t.
 func (s *Service) SetMark(ctx context.Context, uid uint64, t time.Time) {
 	s.invalidateBroadcastState(ctx, uid, false,

@@ -307,7 +307,7 @@ func (s *Service) advanceBroadcastMark(ctx context.Context, uid uint64) error {
 		return err
 	}
 	if seen[0].After(mark) {
-		s.Broadcasts.SetMark(ctx, uid, seen[0])
+		s.Broadcasts.AdvanceMark(ctx, uid, mark, seen[0])
 	}
 	return nil
 }
