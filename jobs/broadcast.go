@@ -43,6 +43,11 @@ func NewBroadcastRunTask(id uint64) *asynq.Task {
 func (q Queue) EnqueueBroadcast(ctx context.Context, id uint64, at time.Time) error {
 	var opts []asynq.Option
 	if !at.IsZero() {
+		// asynq schedules by the whole second and drops the rest: round up,
+		// so a broadcast never goes out before its send_at.
+		if whole := at.Truncate(time.Second); whole.Before(at) {
+			at = whole.Add(time.Second)
+		}
 		opts = append(opts, asynq.ProcessAt(at))
 	}
 	if _, err := q.Client.EnqueueContext(ctx, NewBroadcastTask(id), opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
