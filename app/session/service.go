@@ -54,7 +54,9 @@ type Service struct {
 	slots  chan struct{}   // one per connect under way
 	ctx    context.Context // ends background work (replays, syncs) at Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu     sync.Mutex // guards closed against wg.Add
+	closed bool
+	wg     sync.WaitGroup // background work under way
 }
 
 // New returns the service.
@@ -65,8 +67,27 @@ func New(d Deps) *Service {
 	return s
 }
 
-// Close ends the replays and syncs under way.
-func (s *Service) Close() { s.cancel() }
+// Close ends the replays and resyncs under way and waits for them, so
+// none outlives the stores it uses.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+}
+
+// background runs fn on a goroutine Close waits for; after Close it runs
+// nothing and reports false.
+func (s *Service) background(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Go(fn)
+	return true
+}
 
 // HeartbeatOf is the ping interval of a connection of role r.
 func (s *Service) HeartbeatOf(r auth.Role) time.Duration {

@@ -121,7 +121,7 @@ func (s *Service) Connect(ctx context.Context, id auth.Identity, opt ConnectOpti
 		// A message pushed to this user before the connection registered
 		// may not be committed yet (see Deliver). Replay once it is,
 		// without holding up hello; live messages wait meanwhile.
-		go func() {
+		s.background(func() {
 			ctx, cancel := context.WithTimeout(s.ctx, delivery.SettleWait+10*time.Second)
 			defer cancel()
 			go func() { // a client that leaves ends the wait
@@ -143,7 +143,7 @@ func (s *Service) Connect(ctx context.Context, id auth.Identity, opt ConnectOpti
 			default:
 				connected(ctx)
 			}
-		}()
+		})
 		return c, nil
 	}
 	// With nothing unread the replay queries are skipped (most connects);

@@ -52,9 +52,11 @@ func (s *Service) ResyncAll() {
 		case <-s.ctx.Done():
 			return
 		}
-		go func() {
+		if !s.background(func() {
 			defer func() { <-turns }()
 			s.serveSync(c)
-		}()
+		}) {
+			return
+		}
 	}
 }
