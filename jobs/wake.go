@@ -34,6 +34,11 @@ type Waker struct {
 
 // NewWaker returns a Waker whose loops wait at most idle for a wake.
 func NewWaker(idle time.Duration) *Waker {
+	// asynq's private key names: the one place Pushdesk depends on another
+	// library's internals (docs/architecture.md, "The one exception"). If
+	// asynq renames them, isFastDequeue stops matching and the loops poll
+	// as asynq does by itself; TestWakeRunsAFastTaskWithoutWaitingForAPoll
+	// fails and names the version.
 	prefix := "asynq:{" + QueueFast + "}:"
 	return &Waker{
 		ch: make(chan struct{}, 1), idle: idle, stop: make(chan struct{}),

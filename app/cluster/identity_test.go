@@ -10,6 +10,7 @@ import (
 	"github.com/pushdesk/pushdesk/internal/apptest"
 	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
+	"github.com/redis/rueidis"
 )
 
 // A Redis and a MySQL get one cluster id; a Redis that lost its data gets
@@ -17,7 +18,21 @@ import (
 // Redis that has one, is refused with an error that says which.
 func TestIdentityPairsRedisWithMySQL(t *testing.T) {
 	ctx := context.Background()
-	rc, _ := apptest.Redis(t)
+	cmd, url, err := testsvc.StartRedis(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	opt, err := rueidis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	rc, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
 	repo := apptest.Repo(t)
 	id, err := CheckIdentity(ctx, rc, repo)
 	if err != nil || id == "" {
@@ -26,9 +41,8 @@ func TestIdentityPairsRedisWithMySQL(t *testing.T) {
 	if again, err := CheckIdentity(ctx, rc, repo); err != nil || again != id {
 		t.Fatalf("the same pair again: %q, %v; want %q", again, err, id)
 	}
-	if err := rc.Do(ctx, rc.B().Flushall().Build()).Error(); err != nil { // the test's own redis-server
-		t.Fatal(err)
-	}
+	restarted := testsvc.RestartRedis(t, cmd, url) // killed and started empty: a restart without persistence
+	t.Cleanup(func() { _ = restarted.Process.Kill(); _ = restarted.Wait() })
 	if back, err := CheckIdentity(ctx, rc, repo); err != nil || back != id {
 		t.Fatalf("after Redis lost its data: %q, %v; want %q back", back, err, id)
 	}

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -101,11 +100,7 @@ func TestThreeInstances(t *testing.T) {
 	})
 
 	t.Run("Redis loses its data: instances re-register their connections", func(t *testing.T) {
-		// rds is this test's own redis-server (startRedis), never a shared one.
-		out, err := exec.Command("redis-cli", "-p", fmt.Sprint(rds.port), "FLUSHALL").CombinedOutput()
-		if err != nil {
-			t.Fatalf("FLUSHALL: %v %s", err, out)
-		}
+		rds.loseData() // this test's own redis-server, killed and started empty
 		eventually(t, 20*time.Second, "registry rebuilt", func() bool {
 			online, n := presence(t, i1, user)
 			return online && n == 2

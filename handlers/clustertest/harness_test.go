@@ -105,6 +105,19 @@ func (r *redisServer) stop() {
 	r.cmd = nil
 }
 
+// loseData kills the server (as kill -9 would) and starts it again on the
+// same port with its files gone: a Redis restarted without persistence.
+func (r *redisServer) loseData() {
+	r.tb.Helper()
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+	r.dir = r.tb.TempDir()
+	r.start()
+}
+
 func waitTCP(tb testing.TB, addr string) {
 	tb.Helper()
 	for range 100 {
