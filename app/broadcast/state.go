@@ -6,7 +6,6 @@ package broadcast
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/pushdesk/pushdesk/app/apierr"
 	"github.com/pushdesk/pushdesk/app/frames"
 	"github.com/pushdesk/pushdesk/app/hub"
+	"github.com/pushdesk/pushdesk/app/input"
 	"github.com/pushdesk/pushdesk/internal/luascript"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
@@ -71,8 +71,8 @@ func ParseSegments(raw []byte) ([]string, error) {
 	var b struct {
 		Segments *[]string `json:"segments"`
 	}
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
+	if err := input.Object(raw, &b); err != nil {
+		return nil, err
 	}
 	if b.Segments == nil {
 		return nil, apierr.Invalid(`segments is required: {"segments":["authors",...]}`)

@@ -65,8 +65,8 @@ func Parse(raw []byte) (*Request, error) {
 		SendAt         json.RawMessage `json:"send_at"`
 		Cron           json.RawMessage `json:"cron"`
 	}
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
+	if err := input.Object(raw, &b); err != nil {
+		return nil, err
 	}
 	req := &Request{}
 	if !input.Present(b.Segment) || json.Unmarshal(b.Segment, &req.Segment) != nil || !segmentRE.MatchString(req.Segment) {

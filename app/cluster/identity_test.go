@@ -10,7 +10,6 @@ import (
 	"github.com/pushdesk/pushdesk/internal/apptest"
 	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
-	"github.com/redis/rueidis"
 )
 
 // A Redis and a MySQL get one cluster id; a Redis that lost its data gets
@@ -23,16 +22,7 @@ func TestIdentityPairsRedisWithMySQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	rc, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc := apptest.Client(t, url)
 	repo := apptest.Repo(t)
 	id, err := CheckIdentity(ctx, rc, repo)
 	if err != nil || id == "" {

@@ -54,8 +54,8 @@ type IngestRequest struct {
 // ParseIngest validates a raw ingest body against the contract.
 func ParseIngest(raw []byte) (*IngestRequest, error) {
 	var b ingestBody
-	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
+	if err := input.Object(raw, &b); err != nil {
+		return nil, err
 	}
 	if k, dup := input.DuplicateKey(raw); dup {
 		return nil, apierr.New(400, "invalid_json", "the key %q appears twice", k)

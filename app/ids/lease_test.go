@@ -5,23 +5,14 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/pushdesk/pushdesk/internal/testsvc"
+	"github.com/pushdesk/pushdesk/internal/apptest"
 	"github.com/redis/rueidis"
 )
 
 // testRedis connects to a redis-server of the test's own.
 func testRedis(t *testing.T) rueidis.Client {
 	t.Helper()
-	opt, err := rueidis.ParseURL(testsvc.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	rc, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rc.Close)
+	rc, _ := apptest.Redis(t)
 	return rc
 }
 

@@ -88,3 +88,11 @@ func OptString(r json.RawMessage, name string) (string, error) {
 	}
 	return s, nil
 }
+
+// Object decodes raw, a request body that must be a JSON object, into v.
+func Object(raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return apierr.New(400, "invalid_json", "body is not a JSON object: %v", err)
+	}
+	return nil
+}

@@ -22,6 +22,12 @@ import (
 func Redis(tb testing.TB) (rueidis.Client, string) {
 	tb.Helper()
 	url := testsvc.Redis(tb)
+	return Client(tb, url), url
+}
+
+// Client is a rueidis client of the Redis at url, closed when tb ends.
+func Client(tb testing.TB, url string) rueidis.Client {
+	tb.Helper()
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		tb.Fatal(err)
@@ -32,7 +38,7 @@ func Redis(tb testing.TB) (rueidis.Client, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(rc.Close)
-	return rc, url
+	return rc
 }
 
 // DSN creates a migrated database of tb's own and returns its DSN; the

@@ -6,23 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pushdesk/pushdesk/internal/testsvc"
+	"github.com/pushdesk/pushdesk/internal/apptest"
 	"github.com/redis/rueidis"
 )
 
 // ExecMulti must work on a Redis that has never seen the script (NOSCRIPT
 // → EVAL) and after, without a SCRIPT LOAD round trip before each call.
 func TestLuaExecMultiLoadsOnNoScript(t *testing.T) {
-	opt, err := rueidis.ParseURL(testsvc.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	rc, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc, _ := apptest.Redis(t)
 	ctx := context.Background()
 	s := New(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
 	if err := rc.Do(ctx, rc.B().ScriptFlush().Build()).Error(); err != nil {
