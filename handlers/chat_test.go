@@ -126,11 +126,15 @@ func TestChatStickyOnlyWhileOnline(t *testing.T) {
 		t.Fatal("first visit not given to the only agent")
 	}
 	ag1.until("chat.assigned")
-	ag2 := d.agent(a2, "Two")
-	// Load a1 with another user so a2 is less loaded.
+	// Load a1 with another user (before a2 comes), so that a2 is less
+	// loaded: least loaded would choose a2, only sticky a1.
 	other := d.user(newUID())
 	other.chatSend("", "x", "o1")
-	other.until("chat.assigned")
+	if got := agentOf(other.until("chat.assigned")); got != fmt.Sprint(a1) {
+		t.Fatalf("other user went to %s, want %d", got, a1)
+	}
+	ag2 := d.agent(a2, "Two")
+	time.Sleep(400 * time.Millisecond) // past the settle window a2 opened
 	u.send(fmt.Sprintf(`{"type":"chat.close","conversation_id":%q}`, conv))
 	u.until("chat.closed")
 
@@ -139,7 +143,11 @@ func TestChatStickyOnlyWhileOnline(t *testing.T) {
 		t.Fatal("a closed conversation was reused")
 	}
 	if got := agentOf(u.until("chat.assigned")); got != fmt.Sprint(a1) {
-		t.Fatalf("second visit went to %s, want sticky %d", got, a1)
+		t.Fatalf("second visit went to %s, want sticky %d (load 1, %d has 0)", got, a1, a2)
+	}
+	var reason string
+	if err := testDB.QueryRow("SELECT reason FROM chat_holds WHERE conversation_id = ?", conv2).Scan(&reason); err != nil || reason != "sticky" {
+		t.Fatalf("hand-out reason = %q (%v), want sticky", reason, err)
 	}
 	u.send(fmt.Sprintf(`{"type":"chat.close","conversation_id":%q}`, conv2))
 	u.until("chat.closed")

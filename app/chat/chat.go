@@ -209,6 +209,7 @@ var (
 	restoreScript  = script("restore")
 	stateScript    = script("state")
 	retellScript   = script("retell")
+	loginScript    = script("login")
 )
 
 // run executes a chat script with the prefix and a fresh seed.

@@ -41,9 +41,6 @@ type handout struct {
 // to say what Redis says by the loop's repair.
 func (s *Service) record(ctx context.Context, h *handout) {
 	s.m.assignments.WithLabelValues(h.reason).Inc()
-	if h.reason == ReasonReassign {
-		s.m.reassigned.Inc()
-	}
 	if !h.opened.IsZero() && h.reason != ReasonTransfer && h.reason != ReasonReassign {
 		s.m.wait.Observe(s.clock.Now().Sub(h.opened).Seconds())
 	}

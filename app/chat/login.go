@@ -14,8 +14,8 @@ import (
 )
 
 // Login limits: failures counted per email and per address over
-// loginFailTTL; past them, logins answer ErrLoginThrottled without
-// checking the password.
+// loginFailTTL (from the first); past them, logins answer
+// ErrLoginThrottled without checking the password.
 const (
 	maxFailsPerEmail = 5
 	maxFailsPerAddr  = 20
@@ -43,16 +43,21 @@ func (s *Service) Login(ctx context.Context, email, password, remote string) (*L
 	if email == "" || password == "" || len(password) > 72 {
 		return nil, ErrInvalidLogin
 	}
-	fe, fa := s.k.loginFail("e:"+email), s.k.loginFail("a:"+remote)
-	res := s.rc.DoMulti(ctx, s.rc.B().Get().Key(fe).Build(), s.rc.B().Get().Key(fa).Build(), s.rc.B().Pttl().Key(fe).Build(), s.rc.B().Pttl().Key(fa).Build())
-	ne, _ := res[0].AsInt64()
-	na, _ := res[1].AsInt64()
-	if ne >= maxFailsPerEmail || na >= maxFailsPerAddr {
-		ttl, _ := res[2].AsInt64()
-		if na >= maxFailsPerAddr {
-			ttl, _ = res[3].AsInt64()
+	// Counted before the (slow) compare, and taken back when right: see
+	// login.lua.
+	res, err := s.run(ctx, loginScript, email, remote, "try", itoa(loginFailTTL.Milliseconds())).AsIntSlice()
+	if err != nil || len(res) != 4 {
+		return nil, s.unavailable("login count", err)
+	}
+	if ne, na := res[0], res[1]; ne > maxFailsPerEmail || na > maxFailsPerAddr {
+		var ttl int64
+		if ne > maxFailsPerEmail {
+			ttl = res[2]
 		}
-		return nil, &ThrottledError{RetryAfterS: int(max(ttl, 1000) / 1000)}
+		if na > maxFailsPerAddr {
+			ttl = max(ttl, res[3])
+		}
+		return nil, &ThrottledError{RetryAfterS: int(max(ttl, 1000)+999) / 1000}
 	}
 	a, err := s.repo.AgentByEmail(ctx, email)
 	if err != nil && !errors.Is(err, models.ErrNoAgent) {
@@ -63,14 +68,12 @@ func (s *Service) Login(ctx context.Context, email, password, remote string) (*L
 		hash = []byte(a.PasswordHash)
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || a == nil || a.Disabled {
-		ttl := loginFailTTL.Milliseconds()
-		s.rc.DoMulti(ctx,
-			s.rc.B().Incr().Key(fe).Build(), s.rc.B().Pexpire().Key(fe).Milliseconds(ttl).Nx().Build(),
-			s.rc.B().Incr().Key(fa).Build(), s.rc.B().Pexpire().Key(fa).Milliseconds(ttl).Nx().Build())
 		s.log.Warn("console login failed", "email", email, "remote", remote)
 		return nil, ErrInvalidLogin
 	}
-	s.rc.Do(ctx, s.rc.B().Del().Key(fe).Build())
+	if err := s.run(ctx, loginScript, email, remote, "ok").Error(); err != nil {
+		s.log.Warn("chat: a right login stays counted as a failure", "agent", a.ID, "err", err)
+	}
 	tok, err := s.mint(a.ID, a.Name, s.cfg.TokenTTL)
 	if err != nil {
 		return nil, err

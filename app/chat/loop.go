@@ -141,6 +141,9 @@ func (s *Service) reap(ctx context.Context) {
 	var hs []handout
 	queued := false
 	for i := 0; i+2 < len(res); i += 3 {
+		// Moved off its agent, to another or back to waiting: Redis did
+		// it, whatever happens below.
+		s.m.reassigned.Inc()
 		c, ok, err := s.live(ctx, res[i])
 		if err != nil {
 			s.tellLater(ctx, res[i])

@@ -18,7 +18,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushdesk_chat_wait_seconds", Help: "From a conversation's first line to its first agent.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_assignments_total", Help: "Conversations handed to an agent, by reason."}, []string{"reason"}),
-		reassigned:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_chat_reassignments_total", Help: "Conversations moved off an agent whose grace ran out."}),
+		reassigned:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_chat_reassignments_total", Help: "Conversations moved off an agent whose grace ran out, to another agent or back to waiting."}),
 		lines:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_lines_total", Help: "Chat lines stored, by sender."}, []string{"from"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_chat_repairs_total",
 			Help: "MySQL rows made to agree with Redis after a failed write, by repair (assign, unassign, close, drop, restore)."}, []string{"repair"}),
