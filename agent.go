@@ -16,7 +16,7 @@ import (
 
 type agentOpts struct{ email, name *string }
 
-const agentUsage = "agent add --email E --name N | agent list | agent disable --email E"
+const agentUsage = "agent add --email E --name N\nagent list\nagent disable --email E"
 
 var agentCommand = &command{
 	name:    "agent",

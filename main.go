@@ -26,12 +26,15 @@ import (
 // command is one pushdesk command: its help text and what runs it.
 type command struct {
 	name    string
-	usage   string // after "pushdesk "
+	usage   string // after "pushdesk "; several forms one a line
 	summary string // one line, for the command list
 	about   string // what it does, for `pushdesk help NAME`
 	// flags declares the command's flags on fs (nil: it has none).
 	flags func(fs *flag.FlagSet) any
-	run   func(ctx context.Context, log *slog.Logger, opts any, args []string) error
+	// noArgs: the command takes no positional arguments (a stray one is
+	// a usage error, not ignored).
+	noArgs bool
+	run    func(ctx context.Context, log *slog.Logger, opts any, args []string) error
 }
 
 // commands is filled in init, since help refers to it.
@@ -44,16 +47,22 @@ func init() {
 var helpCmd = &command{
 	name:    "help",
 	usage:   "help [COMMAND]",
-	summary: "this text, or what one command does, its flags and the variables it reads",
+	summary: "this list, or what one command does, its flags and variables",
 	about:   "Prints the command list, or the help of COMMAND (the same as `pushdesk COMMAND -h`).",
 	run: func(_ context.Context, _ *slog.Logger, _ any, args []string) error {
-		if len(args) == 0 {
+		switch {
+		case len(args) == 0:
 			printOverview(os.Stdout)
+			return nil
+		case len(args) > 1:
+			return usage(find("help"))
+		case isHelpFlag(args[0]):
+			printHelp(os.Stdout, find("help"))
 			return nil
 		}
 		c := find(args[0])
 		if c == nil {
-			return fmt.Errorf("unknown command %q (see pushdesk help)", args[0])
+			return usageError(fmt.Sprintf("pushdesk: unknown command %q (pushdesk help lists them)", args[0]))
 		}
 		printHelp(os.Stdout, c)
 		return nil
@@ -85,7 +94,7 @@ func (u usageError) Error() string { return string(u) }
 
 // usage is the usageError for command c.
 func usage(c *command) error {
-	return usageError(fmt.Sprintf("usage: pushdesk %s (pushdesk help %s tells more)", c.usage, c.name))
+	return usageError(fmt.Sprintf("usage: %s\n(pushdesk help %s tells more)", forms(c, "       "), c.name))
 }
 
 // run parses args (without the program name) and runs the command.
@@ -128,6 +137,9 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
+	if c.noArgs && len(pos) > 0 {
+		return usage(c)
+	}
 	return c.run(ctx, log, opts, pos)
 }
 
@@ -160,7 +172,7 @@ what a command does, its flags and the variables it reads.
 }
 
 func printHelp(w io.Writer, c *command) {
-	fmt.Fprintf(w, "Usage: pushdesk %s\n\n%s\n", c.usage, wrap(c.about, 76))
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", forms(c, "       "), wrap(c.about, 76))
 	if c.flags != nil {
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 		c.flags(fs)
@@ -169,19 +181,32 @@ func printHelp(w io.Writer, c *command) {
 		fs.PrintDefaults()
 	}
 	if vs := app.VarsOf(c.name); len(vs) > 0 {
+		// As flag.PrintDefaults lays out the flags above: the name and its
+		// default on a line, the meaning indented below it.
 		fmt.Fprintln(w, "\nVariables it reads:")
 		for _, v := range vs {
 			def := ""
 			switch v.Default {
 			case "":
 			case "required":
-				def = " (required)"
+				def = "  (required)"
 			default:
-				def = " (default " + v.Default + ")"
+				def = "  (default " + v.Default + ")"
 			}
-			fmt.Fprintf(w, "  %-28s %s%s\n", v.Name, v.Meaning, def)
+			fmt.Fprintf(w, "  %s%s\n%s\n", v.Name, def, indent(wrap(v.Meaning, 70), "      "))
 		}
 	}
+}
+
+// forms is c's usage, each form after "pushdesk ", the ones after the
+// first indented by pad.
+func forms(c *command, pad string) string {
+	return "pushdesk " + strings.ReplaceAll(c.usage, "\n", "\n"+pad+"pushdesk ")
+}
+
+// indent puts prefix before every line of text.
+func indent(text, prefix string) string {
+	return prefix + strings.ReplaceAll(text, "\n", "\n"+prefix)
 }
 
 // wrap breaks text into lines of at most width runes at spaces, keeping

@@ -22,6 +22,11 @@ func TestHelpOfEveryCommandListsItsVariables(t *testing.T) {
 			var b bytes.Buffer
 			printHelp(&b, c)
 			out := b.String()
+			for _, line := range strings.Split(out, "\n") {
+				if len([]rune(line)) > 80 {
+					t.Errorf("help of %s has a line over 80 columns: %q", c.name, line)
+				}
+			}
 			if !strings.HasPrefix(out, "Usage: pushdesk "+c.name) {
 				t.Errorf("help starts %q, want Usage: pushdesk %s", strings.SplitN(out, "\n", 2)[0], c.name)
 			}
@@ -31,6 +36,16 @@ func TestHelpOfEveryCommandListsItsVariables(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestOverviewFitsEightyColumns(t *testing.T) {
+	var b bytes.Buffer
+	printOverview(&b)
+	for _, line := range strings.Split(b.String(), "\n") {
+		if len([]rune(line)) > 80 {
+			t.Errorf("the command list has a line over 80 columns: %q", line)
+		}
 	}
 }
 
@@ -55,6 +70,11 @@ func TestCommandLines(t *testing.T) {
 		{"token without a uid", []string{"token"}, true},
 		{"token with a bad uid", []string{"token", "x"}, true},
 		{"unknown agent subcommand", []string{"agent", "frob"}, true},
+		{"-h of help", []string{"help", "-h"}, false},
+		{"help of an unknown command", []string{"help", "bogus"}, true},
+		{"help of two commands", []string{"help", "serve", "worker"}, true},
+		{"serve with a stray argument", []string{"serve", "now"}, true},
+		{"migrate with a stray argument", []string{"migrate", "up"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := run(context.Background(), log, tc.args)

@@ -24,8 +24,9 @@ import (
 
 var serveCmd = &command{
 	name:    "serve",
+	noArgs:  true,
 	usage:   "serve",
-	summary: "run HTTP, WebSocket, SSE, the console and (by default) the queue workers",
+	summary: "run the listeners (WS, SSE, APIs, console) and by default the workers",
 	about: `Migrates the schema, then serves the public listener (WebSocket /ws, SSE /sse,
 the user and chat APIs, the agent console, /healthz, /readyz), the internal API
 (/internal/v1/*, /metrics, asynqmon at /admin/queues/) on PUSHDESK_INTERNAL_ADDR
@@ -40,8 +41,9 @@ tasks finish, nothing queued is lost.`,
 
 var workerCmd = &command{
 	name:    "worker",
+	noArgs:  true,
 	usage:   "worker",
-	summary: "run the queue workers, scheduler and background loops only (no public listener)",
+	summary: "run the queue workers, scheduler and loops only (no public listener)",
 	about: `Migrates the schema, then runs what serve runs besides its listeners: the asynq
 worker loops (fast and delayed delivery, broadcast fan-out, retention), the
 scheduler (recurring broadcasts, hourly retention), the registry sweeper and
@@ -56,8 +58,9 @@ finish.`,
 
 var migrateCmd = &command{
 	name:    "migrate",
+	noArgs:  true,
 	usage:   "migrate",
-	summary: "create or update the MySQL schema (the 128 message shards included) and exit",
+	summary: "create or update the MySQL schema (128 message shards too) and exit",
 	about: `Applies every migration the database lacks, creating the database if it is
 missing, and exits. Idempotent and safe to run from several processes at once
 (a MySQL named lock); serve and worker run it too when they start.`,
@@ -78,7 +81,7 @@ type tokenOpts struct {
 var tokenCmd = &command{
 	name:    "token",
 	usage:   "token UID [-role agent] [-name N] [-groups a,b] [-ttl 24h]",
-	summary: "print a token for user (or agent) UID, signed with PUSHDESK_JWT_SECRET",
+	summary: "print a token for user (or agent) UID signed with PUSHDESK_JWT_SECRET",
 	about: `Prints an HS256 JWT for UID, as the main site would sign it: for trying the
 service and for tests. Agents log in to the console with "pushdesk agent" logins
 instead.`,
@@ -179,10 +182,9 @@ func logStarted(log *slog.Logger, a *app.App, srv *handlers.Server, workerOnly b
 		metricsAuth = "Authorization: Bearer $PUSHDESK_METRICS_TOKEN (default: the ingest key)"
 	}
 	log.Info("metrics on", "url", base+"/metrics", "auth", metricsAuth)
-	if cfg.AdminPassword != "" && cfg.AdminPassword != cfg.IngestKey { // else off, as handlers says
+	// When asynqmon is off, handlers (routeAdmin) has said so and why.
+	if cfg.AdminPassword != "" && cfg.AdminPassword != cfg.IngestKey {
 		log.Info("asynqmon on (basic auth)", "url", base+"/admin/queues/", "user", cfg.AdminUser, "password", "PUSHDESK_ADMIN_PASSWORD")
-	} else {
-		log.Info("asynqmon off: PUSHDESK_ADMIN_PASSWORD is unset (or the ingest key)")
 	}
 	if cfg.AuthURL != "" {
 		host := cfg.AuthURL

@@ -25,25 +25,34 @@ func TestDashboardMetricsExist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
+	var dash any
 	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("dashboard JSON: %v", err)
 	}
+	// Every "expr" anywhere: the panels of a collapsed row nest inside it.
 	named := map[string]string{} // metric → a panel that uses it
-	for _, p := range dash.Panels {
-		for _, tg := range p.Targets {
-			for _, m := range dashboardMetric.FindAllString(tg.Expr, -1) {
-				named[m] = p.Title
+	var walk func(v any, title string)
+	walk = func(v any, title string) {
+		switch v := v.(type) {
+		case map[string]any:
+			if s, ok := v["title"].(string); ok {
+				title = s
+			}
+			if expr, ok := v["expr"].(string); ok {
+				for _, m := range dashboardMetric.FindAllString(expr, -1) {
+					named[m] = title
+				}
+			}
+			for _, e := range v {
+				walk(e, title)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e, title)
 			}
 		}
 	}
+	walk(dash, "")
 	if len(named) < 10 {
 		t.Fatalf("the dashboard names only %d metrics: %v", len(named), named)
 	}

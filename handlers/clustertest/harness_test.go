@@ -151,12 +151,25 @@ type instance struct {
 
 type instanceOpt func(env []string) []string
 
+// startInstance starts `pushdesk serve` and waits until it is ready.
 func startInstance(tb testing.TB, name, redisURL, dsn string, opts ...instanceOpt) *instance {
+	tb.Helper()
+	return startCommand(tb, "serve", name, redisURL, dsn, opts...)
+}
+
+// startCommand starts `pushdesk cmd` (serve or worker) and waits until it
+// is ready. addr is its one listener: PUSHDESK_ADDR for serve,
+// PUSHDESK_HEALTH_ADDR for worker.
+func startCommand(tb testing.TB, cmd, name, redisURL, dsn string, opts ...instanceOpt) *instance {
 	tb.Helper()
 	in := &instance{tb: tb, name: name, addr: fmt.Sprintf("127.0.0.1:%d", freePort(tb)), log: filepath.Join(tb.TempDir(), name+".log"), exited: make(chan struct{})}
 	in.internal = in.addr
+	listen := "PUSHDESK_ADDR="
+	if cmd == "worker" {
+		listen = "PUSHDESK_HEALTH_ADDR="
+	}
 	env := append(os.Environ(),
-		"PUSHDESK_ADDR="+in.addr, "PUSHDESK_REDIS_URL="+redisURL, "PUSHDESK_MYSQL_DSN="+dsn,
+		listen+in.addr, "PUSHDESK_REDIS_URL="+redisURL, "PUSHDESK_MYSQL_DSN="+dsn,
 		"PUSHDESK_JWT_SECRET="+secret, "PUSHDESK_INGEST_KEY="+ingestKey, "PUSHDESK_INSTANCE_ID="+name,
 		"PUSHDESK_HEARTBEAT=5s")
 	for _, o := range opts {
@@ -166,7 +179,7 @@ func startInstance(tb testing.TB, name, redisURL, dsn string, opts ...instanceOp
 	if err != nil {
 		tb.Fatal(err)
 	}
-	in.cmd = exec.Command(binary, "serve")
+	in.cmd = exec.Command(binary, cmd)
 	in.cmd.Env = env
 	in.cmd.Stdout, in.cmd.Stderr = logf, logf
 	if err := in.cmd.Start(); err != nil {
