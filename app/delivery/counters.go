@@ -68,8 +68,13 @@ func deliverArgs(args []string, kind, incr, mode string, id uint64) []string {
 
 // inFlightTTL bounds an in-flight mark left by a worker that died: until
 // it lapses the user's counts are computed from MySQL but not cached, and
-// reads of the user wait for it up to SettleWait.
-const inFlightTTL = time.Minute
+// reads of the user wait for it up to SettleWait and then record it as
+// read late. It outlives what brings a dead worker's task back (asynq's
+// lease and recovery, about 90 s) and the longest gap between retries
+// (64 s), so a read-all any time before the late commit still covers it
+// and a retry still knows the message was pushed. (The Lua holds it as
+// 300000 ms: lua/fn_mark.lua, lua/deliver.lua.)
+const inFlightTTL = 5 * time.Minute
 
 // SettleWait bounds how long Settle waits for marks to clear.
 const SettleWait = 2 * time.Second

@@ -210,13 +210,31 @@ func TestWorkerKilledMidDelivery(t *testing.T) {
 	uid := newUID()
 	table := fmt.Sprintf("user_push_msg_%d", uid%128)
 
+	// Two more users of the same shard are connected (before the hold: a
+	// connect reads the shard). Their messages are pushed before the held
+	// commit, and both read everything after the crash, before the
+	// recovered task commits: one at once, one after nearly a minute (the
+	// in-flight marks of a dead worker lapsed after a minute once, and a
+	// read-all then was undone by the late commit).
+	readers := []uint64{uid + 128, uid + 256}
+	rcs := make([]*client, len(readers))
+	for i, r := range readers {
+		rcs[i] = dial(t, w1, r)
+	}
+
 	// Hold the shard so the worker blocks inside its write.
 	lock, err := db.Conn(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer lock.Close() // a failure before the unlock must not hold the database's drop
 	if _, err := lock.ExecContext(t.Context(), "LOCK TABLES "+table+" WRITE"); err != nil {
 		t.Fatal(err)
+	}
+	for i, r := range readers {
+		if id := w1.post(t, r, "read before its commit"); !rcs[i].waitMsg(id, 10*time.Second) {
+			t.Fatal("a reader's message was not pushed before its commit")
+		}
 	}
 	id := w1.post(t, uid, "survives a crash")
 	eventually(t, 10*time.Second, "the task is being worked on", func() bool {
@@ -225,10 +243,45 @@ func TestWorkerKilledMidDelivery(t *testing.T) {
 		return n > 0
 	})
 	w1.kill()
+	killed := time.Now()
+	// The dead instance's statements waiting for the shard were sent
+	// whole (BEGIN … COMMIT in one exec) and would still run once the
+	// lock goes; its connections are ended first, so none of its writes
+	// commits and the recovered task is what stores them.
+	procs, err := db.Query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND STATE LIKE '%lock%'", "%"+table+"%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waiting []int64
+	for procs.Next() {
+		var pid int64
+		if procs.Scan(&pid) == nil {
+			waiting = append(waiting, pid)
+		}
+	}
+	procs.Close()
+	for _, pid := range waiting {
+		_, _ = db.Exec(fmt.Sprintf("KILL %d", pid))
+	}
 	_, _ = lock.ExecContext(t.Context(), "UNLOCK TABLES")
 	lock.Close()
 
 	w2 := startInstance(t, "w2", rds.url(), dsn)
+	stored := func(uid uint64) (n int) {
+		_ = db.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE to_uid = ?", uid).Scan(&n)
+		return n
+	}
+	readAll := func(uid uint64) {
+		if stored(uid) != 0 {
+			t.Fatalf("user %d's message was stored before its read-all: the read shows nothing", uid)
+		}
+		if code, body := w2.request(t, http.MethodPost, "/api/v1/me/read", token(t, uid), `{"all":true}`); code != 200 {
+			t.Fatalf("read-all = %d %v", code, body)
+		}
+	}
+	readAll(readers[0])
+	time.Sleep(time.Until(killed.Add(59 * time.Second)))
+	readAll(readers[1])
 	c := dial(t, w2, uid)
 	// asynq hands the task back once its lease (30 s) is 30 s past expiry.
 	seen := 0
@@ -261,4 +314,18 @@ func TestWorkerKilledMidDelivery(t *testing.T) {
 	if code != 200 || body["total"].(float64) != 1 {
 		t.Fatalf("unread = %d %v, want total 1", code, body)
 	}
+	// The readers' messages, committed by the recovered task after their
+	// read-all, are stored read: the read-all is not undone by the crash.
+	for _, r := range readers {
+		eventually(t, 60*time.Second, "the reader's message recovered", func() bool { return stored(r) == 1 })
+		var read bool
+		if err := db.QueryRow("SELECT is_read FROM "+table+" WHERE to_uid = ?", r).Scan(&read); err != nil || !read {
+			t.Fatalf("user %d's message after recovery: read %v (%v), want stored and read", r, read, err)
+		}
+		code, body := w2.request(t, http.MethodGet, "/api/v1/me/unread", token(t, r), "")
+		if code != 200 || body["total"].(float64) != 0 {
+			t.Fatalf("user %d's unread after the recovery = %d %v, want total 0", r, code, body)
+		}
+	}
+	t.Logf("accepted 3, stored 3 (the two read after the crash stored read), delivered 3, lost 0, twice 0; readers' unread 0")
 }

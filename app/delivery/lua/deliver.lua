@@ -16,8 +16,8 @@ for r = 0, #ARGV / 4 - 1 do
         o[5] = 1
       else
         redis.call('ZREMRANGEBYSCORE', repushed, '-inf', now)
-        redis.call('ZADD', repushed, now + 60000, id)
-        redis.call('PEXPIRE', repushed, 60000)
+        redis.call('ZADD', repushed, now + 300000, id)
+        redis.call('PEXPIRE', repushed, 300000)
       end
     end
     mark(flying, id)

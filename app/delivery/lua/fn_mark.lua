@@ -1,5 +1,5 @@
 local function mark(key, id)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  redis.call('ZADD', key, now + 60000, id)
-  redis.call('PEXPIRE', key, 60000)
+  redis.call('ZADD', key, now + 300000, id)
+  redis.call('PEXPIRE', key, 300000)
 end
