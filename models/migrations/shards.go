@@ -63,10 +63,16 @@ func eachShard(ctx context.Context, db *bun.DB, step func(table string) string) 
 // tables (they are left for the operator to drop once moved: see
 // docs/scaling.md).
 func RunSharded(ctx context.Context, db *bun.DB, shards *models.Shards) (applied []string, err error) {
-	if applied, err = Run(context.WithValue(ctx, placedKey{}, true), db); err != nil {
+	if applied, err = RunWithoutShards(ctx, db); err != nil {
 		return applied, err
 	}
 	return applied, EnsureShards(ctx, shards)
+}
+
+// RunWithoutShards is Run leaving the shard tables out: for a deployment
+// with a shard map, whose shards EnsureShards prepares where the map says.
+func RunWithoutShards(ctx context.Context, db *bun.DB) (applied []string, err error) {
+	return Run(context.WithValue(ctx, placedKey{}, true), db)
 }
 
 // EnsureShards creates, on each shard server, the shard tables it holds
