@@ -210,7 +210,10 @@ func openShards(ctx context.Context, cfg Config, db *bun.DB, log *slog.Logger) (
 	return shards, nil
 }
 
-// Ready reports whether Redis and MySQL answer.
+// Ready reports whether Redis and MySQL answer. MySQL is the main
+// database: a shard server of the shard map is left out on purpose, since
+// an instance taken out of the load balancer fails every user, not only
+// that server's (docs/scaling.md).
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.Redis.Do(ctx, a.Redis.B().Ping().Build()).Error(); err != nil {
 		return fmt.Errorf("redis: %w", err)
