@@ -57,7 +57,11 @@ func agentCmd(ctx context.Context, _ *slog.Logger, o any, args []string) error {
 		return err
 	}
 	defer db.Close()
-	if _, err := migrations.Run(ctx, db); err != nil {
+	run := migrations.Run
+	if cfg.MySQLShards != "" { // the shards are not this command's business, and not on this server
+		run = migrations.RunWithoutShards
+	}
+	if _, err := run(ctx, db); err != nil {
 		return err
 	}
 	repo := &models.ChatRepo{DB: db}

@@ -20,6 +20,7 @@ import (
 	"github.com/pushdesk/pushdesk/jobs"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
+	"github.com/uptrace/bun"
 )
 
 var serveCmd = &command{
@@ -69,7 +70,7 @@ missing, and exits. Idempotent and safe to run from several processes at once
 		if err != nil {
 			return err
 		}
-		return migrate(ctx, log, cfg)
+		return migrate(ctx, log, cfg, true)
 	},
 }
 
@@ -107,7 +108,7 @@ func serve(ctx context.Context, log *slog.Logger, workerOnly bool) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := migrate(ctx, log, cfg); err != nil {
+	if err := migrate(ctx, log, cfg, false); err != nil {
 		return err
 	}
 	rt, err := jobs.NewRuntime(cfg, cfg.RunWorkers || workerOnly, log)
@@ -205,14 +206,23 @@ func logStarted(log *slog.Logger, a *app.App, srv *handlers.Server, workerOnly b
 	}
 }
 
-// migrate applies the migrations the database lacks and says which.
-func migrate(ctx context.Context, log *slog.Logger, cfg app.Config) error {
+// migrate applies the migrations the database lacks and says which. With
+// a shard map it prepares each shard server too: strict (pushdesk
+// migrate), a shard server that fails is an error; else (serve and
+// worker starting) it is logged and the start goes on, so that a shard
+// server down stops only its own users' deliveries (docs/scaling.md).
+func migrate(ctx context.Context, log *slog.Logger, cfg app.Config, strict bool) error {
 	db, err := models.Open(ctx, cfg.MySQLDSN, 4)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	applied, err := migrations.Run(ctx, db)
+	var applied []string
+	if cfg.MySQLShards == "" {
+		applied, err = migrations.Run(ctx, db)
+	} else {
+		applied, err = migrateSharded(ctx, log, cfg, db, strict)
+	}
 	if err != nil {
 		return err
 	}
@@ -250,4 +260,34 @@ func token(_ context.Context, _ *slog.Logger, o any, args []string) error {
 	}
 	fmt.Println(tok)
 	return nil
+}
+
+// migrateSharded is migrate's part for a deployment with a shard map.
+func migrateSharded(ctx context.Context, log *slog.Logger, cfg app.Config, db *bun.DB, strict bool) ([]string, error) {
+	ranges, err := models.ParseShardMap(cfg.MySQLShards)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := migrations.RunWithoutShards(ctx, db)
+	if err != nil {
+		return applied, err
+	}
+	shards, err := models.OpenShards(ctx, db, cfg.MySQLDSN, ranges, 2, true)
+	if err != nil {
+		if strict {
+			return applied, app.RedactError(err)
+		}
+		log.Error("a shard server is down: the shards of those that answer are checked, the rest are not", "err", app.RedactError(err))
+		if shards, err = models.OpenShards(ctx, db, cfg.MySQLDSN, ranges, 2, false); err != nil {
+			return applied, app.RedactError(err)
+		}
+	}
+	defer shards.Close()
+	if err := migrations.EnsureShards(ctx, shards); err != nil {
+		if strict {
+			return applied, app.RedactError(err)
+		}
+		log.Error("shard tables not checked", "err", app.RedactError(err))
+	}
+	return applied, nil
 }

@@ -91,17 +91,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 		instance = hex.EncodeToString(b[:])
 	}
 	log = log.With("instance", instance)
-	repo := &models.Repo{DB: db}
-	identity, err := cluster.CheckIdentity(ctx, rc, repo)
+	shards, err := openShards(ctx, cfg, db, log)
 	if err != nil {
 		rc.Close()
 		db.Close()
 		return nil, RedactError(err)
 	}
+	repo := &models.Repo{DB: db, Shards: shards}
+	closeDBs := func() { shards.Close(); db.Close() }
+	identity, err := cluster.CheckIdentity(ctx, rc, repo)
+	if err != nil {
+		rc.Close()
+		closeDBs()
+		return nil, RedactError(err)
+	}
 	gen, err := ids.Lease(ctx, rc, instance, log)
 	if err != nil {
 		rc.Close()
-		db.Close()
+		closeDBs()
 		return nil, err
 	}
 	a := &App{
@@ -128,7 +135,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 	if err != nil {
 		gen.Release(context.WithoutCancel(ctx))
 		rc.Close()
-		db.Close()
+		closeDBs()
 		return nil, err
 	}
 	a.Activity = activity.New(activity.Deps{Redis: rc, Repo: a.Repo, Clock: a.Clock, Log: log, Metrics: a.Metrics,
@@ -178,7 +185,35 @@ func dialRedis(url string) (rueidis.Client, error) {
 // redisKeepAlive is the rueidis connections' PING interval (see dialRedis).
 const redisKeepAlive = 5 * time.Second
 
-// Ready reports whether Redis and MySQL answer.
+// shardPingTimeout bounds the start's check of each shard server.
+const shardPingTimeout = 3 * time.Second
+
+// openShards opens the pools of the shard map, if there is one (nil
+// without). A shard server that does not answer does not stop the start:
+// it is logged, and its users' deliveries fail and retry until it is back,
+// while everyone else is served (docs/scaling.md).
+func openShards(ctx context.Context, cfg Config, db *bun.DB, log *slog.Logger) (*models.Shards, error) {
+	ranges, err := models.ParseShardMap(cfg.MySQLShards)
+	if err != nil || ranges == nil {
+		return nil, err
+	}
+	shards, err := models.OpenShards(ctx, db, cfg.MySQLDSN, ranges, cfg.MySQLMaxConns, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := shards.Ping(ctx, shardPingTimeout); err != nil {
+		log.Error("shard servers down at start: their users' deliveries will retry until they are back", "err", RedactError(err))
+	}
+	for _, s := range shards.Servers {
+		log.Info("shard server", "server", s.Name, "shards", s.Ranges())
+	}
+	return shards, nil
+}
+
+// Ready reports whether Redis and MySQL answer. MySQL is the main
+// database: a shard server of the shard map is left out on purpose, since
+// an instance taken out of the load balancer fails every user, not only
+// that server's (docs/scaling.md).
 func (a *App) Ready(ctx context.Context) error {
 	if err := a.Redis.Do(ctx, a.Redis.B().Ping().Build()).Error(); err != nil {
 		return fmt.Errorf("redis: %w", err)
@@ -200,6 +235,7 @@ func (a *App) Close() {
 	a.Delivery.Close()
 	a.Activity.Close()
 	a.Redis.Close()
+	a.Repo.Shards.Close()
 	a.DB.Close()
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pushdesk/pushdesk/app/auth"
 	"github.com/pushdesk/pushdesk/app/chat"
+	"github.com/pushdesk/pushdesk/models"
 )
 
 // Config is the whole process configuration. It is read once from the
@@ -22,6 +23,12 @@ type Config struct {
 	// MySQLDSN is the MySQL/MariaDB DSN in go-sql-driver form.
 	// Default "root@tcp(127.0.0.1:3306)/pushdesk".
 	MySQLDSN string
+	// MySQLShards, if set, is the shard map: which server holds each range
+	// of the 128 message shard tables ("0-63=<dsn>;64-127=<dsn>", every
+	// shard exactly once; see models.ParseShardMap). The other tables stay
+	// on MySQLDSN. Default unset: every shard on MySQLDSN.
+	// Env PUSHDESK_MYSQL_SHARDS.
+	MySQLShards string
 	// JWTSecret is the HS256 secret for user and agent tokens. Required.
 	JWTSecret string
 	// IngestKey is the bearer key for /internal/*. Required.
@@ -143,6 +150,7 @@ func ConfigFromEnv() (Config, error) {
 		InternalAddr:   os.Getenv("PUSHDESK_INTERNAL_ADDR"),
 		RedisURL:       env("PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0"),
 		MySQLDSN:       env("PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk"),
+		MySQLShards:    os.Getenv("PUSHDESK_MYSQL_SHARDS"),
 		JWTSecret:      os.Getenv("PUSHDESK_JWT_SECRET"),
 		IngestKey:      os.Getenv("PUSHDESK_INGEST_KEY"),
 		TLSCert:        os.Getenv("PUSHDESK_TLS_CERT"),
@@ -208,6 +216,9 @@ func ConfigFromEnv() (Config, error) {
 		}
 	}
 	RegisterSecrets(c.secrets()...) // kept out of every log line and error from now on
+	if _, err := models.ParseShardMap(c.MySQLShards); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -224,6 +235,9 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("PUSHDESK_TLS_CERT and PUSHDESK_TLS_KEY must be set together")
+	}
+	if _, err := models.ParseShardMap(c.MySQLShards); err != nil {
+		return err
 	}
 	return nil
 }

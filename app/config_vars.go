@@ -27,6 +27,7 @@ var Vars = []Var{
 	{"PUSHDESK_HEALTH_ADDR", ":8081", "the worker's only listener: /healthz, /readyz, /metrics", []string{"worker"}},
 	{"PUSHDESK_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis", cmdsProcess},
 	{"PUSHDESK_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/pushdesk", "MySQL/MariaDB, go-sql-driver form (the database is created if missing)", []string{"serve", "worker", "migrate", "agent"}},
+	{"PUSHDESK_MYSQL_SHARDS", "", "shard map \"0-63=DSN;64-127=DSN\": which server holds each range of the 128 message shard tables (all other tables stay on PUSHDESK_MYSQL_DSN; see docs/scaling.md)", []string{"serve", "worker", "migrate"}},
 	{"PUSHDESK_JWT_SECRET", "required", "HS256 secret for user and agent tokens", []string{"serve", "worker", "token"}},
 	{"PUSHDESK_INGEST_KEY", "required", "bearer key for /internal/* (and /metrics on the public listener by default)", cmdsProcess},
 	{"PUSHDESK_TLS_CERT", "", "with PUSHDESK_TLS_KEY: serve HTTPS/WSS directly", cmdsServe},

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/pushdesk/pushdesk/models"
 )
 
 // Redacted stands in for a secret in logs and errors.
@@ -95,6 +96,9 @@ func (c Config) secrets() []string {
 	out = append(out, urlPasswordOf(c.RedisURL))
 	if d, err := mysql.ParseDSN(c.MySQLDSN); err == nil {
 		out = append(out, d.Passwd)
+	}
+	if ranges, err := models.ParseShardMap(c.MySQLShards); err == nil {
+		out = append(out, models.Passwords(ranges)...)
 	}
 	return out
 }

@@ -104,6 +104,21 @@ func (q Queue) EnqueueDeliver(ctx context.Context, ds []*delivery.Delivery) erro
 	return nil
 }
 
+// EnqueueRecount implements delivery.Requeuer: ds go to the fast queue as
+// a task that recounts, to run after the pause.
+func (q Queue) EnqueueRecount(ctx context.Context, ds []*delivery.Delivery, after time.Duration) error {
+	payload, err := json.Marshal(delivery.Payload{Deliveries: ds, Recount: true})
+	if err != nil {
+		return fmt.Errorf("encode delivery: %w", err)
+	}
+	if _, err := q.Client.EnqueueContext(ctx, fastDeliverTask(payload, asynq.ProcessIn(after))); err != nil {
+		return fmt.Errorf("requeue delivery: %w", err)
+	}
+	return nil
+}
+
+var _ delivery.Requeuer = Queue{}
+
 // EnqueueDelayed implements delivery.Queue.
 func (q Queue) EnqueueDelayed(ctx context.Context, d *delivery.Delivery) error {
 	t, err := NewDelayedDeliverTask(d)

@@ -39,7 +39,9 @@ type CollapseApplied struct {
 // record and all, so the delivery's retry applies m afresh.
 func (r *Repo) UpsertCollapsed(ctx context.Context, m Message) (row Message, applied bool, err error) {
 	expr, table := shardExpr(m.ToUID)
-	err = r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	// collapse_applied lives beside the shard (every shard server has
+	// one), so the record and the row commit in one transaction there.
+	err = r.userDB(m.ToUID).RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		// First the record: a concurrent repeat of m waits here for this
 		// transaction and then finds it. RowID assumes a new row and is
 		// corrected below if m merges.
@@ -95,13 +97,22 @@ func (r *Repo) UpsertCollapsed(ctx context.Context, m Message) (row Message, app
 }
 
 // DeleteCollapseAppliedBefore forgets up to limit collapse_applied records
-// written before cutoff and returns how many went.
+// written before cutoff on each database holding shards and returns the
+// most that went on one (so a caller looping while a full batch went
+// stops when every server is done). A server that fails does not stop the
+// others; the errors are joined.
 func (r *Repo) DeleteCollapseAppliedBefore(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	res, err := r.DB.NewDelete().Model((*CollapseApplied)(nil)).
-		Where("applied_at < ?", cutoff).OrderExpr("applied_at").Limit(int64(limit)).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("delete collapse records before %s: %w", cutoff.Format(time.RFC3339), err)
+	most := 0
+	var errs []error
+	for _, db := range r.shardDBs() {
+		res, err := db.NewDelete().Model((*CollapseApplied)(nil)).
+			Where("applied_at < ?", cutoff).OrderExpr("applied_at").Limit(int64(limit)).Exec(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete collapse records before %s: %w", cutoff.Format(time.RFC3339), err))
+			continue
+		}
+		n, _ := res.RowsAffected()
+		most = max(most, int(n))
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return most, errors.Join(errs...)
 }

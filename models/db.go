@@ -19,12 +19,18 @@ const DefaultMaxConns = 32
 // does not exist, and returns a bun DB whose pool holds at most maxConns
 // connections (zero means DefaultMaxConns).
 func Open(ctx context.Context, dsn string, maxConns int) (*bun.DB, error) {
-	if maxConns <= 0 {
-		maxConns = DefaultMaxConns
-	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse mysql dsn: %w", err)
+	}
+	return open(ctx, cfg, maxConns, true)
+}
+
+// open makes the pool for cfg; with connect it first creates the database
+// if missing and pings it, else it touches no server.
+func open(ctx context.Context, cfg *mysql.Config, maxConns int, connect bool) (*bun.DB, error) {
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
 	}
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
@@ -33,7 +39,7 @@ func Open(ctx context.Context, dsn string, maxConns int) (*bun.DB, error) {
 	if err := cfg.Apply(mysql.Charset("utf8mb4", "utf8mb4_unicode_ci")); err != nil {
 		return nil, fmt.Errorf("mysql charset: %w", err)
 	}
-	if cfg.DBName != "" {
+	if connect && cfg.DBName != "" {
 		if err := createDatabase(ctx, *cfg); err != nil {
 			return nil, err
 		}
@@ -47,6 +53,9 @@ func Open(ctx context.Context, dsn string, maxConns int) (*bun.DB, error) {
 	sqldb.SetMaxIdleConns(maxConns)
 	sqldb.SetConnMaxLifetime(30 * time.Minute)
 	db := bun.NewDB(sqldb, mysqldialect.New())
+	if !connect {
+		return db, nil
+	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("ping mysql %s: %w", cfg.Addr, err)

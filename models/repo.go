@@ -24,18 +24,86 @@ var ErrNoMessage = errors.New("no such message")
 // Safe for concurrent use.
 type Repo struct {
 	DB *bun.DB
+	// Shards, when set, places the shard tables on other servers
+	// (PUSHDESK_MYSQL_SHARDS); nil keeps them all in DB.
+	Shards *Shards
+}
+
+// shardDB is the database holding shard's table.
+func (r *Repo) shardDB(shard uint64) *bun.DB {
+	if r.Shards == nil {
+		return r.DB
+	}
+	return r.Shards.Of(int(shard % ShardCount)).DB
+}
+
+// userDB is the database holding uid's messages.
+func (r *Repo) userDB(uid uint64) *bun.DB { return r.shardDB(uid % ShardCount) }
+
+// ServerCount is how many databases hold shard tables (1 without a map).
+func (r *Repo) ServerCount() int {
+	if r.Shards == nil {
+		return 1
+	}
+	return len(r.Shards.Servers)
+}
+
+// ServerOf is the index (below ServerCount) of the database holding uid's
+// messages.
+func (r *Repo) ServerOf(uid uint64) int {
+	if r.Shards == nil {
+		return 0
+	}
+	return r.Shards.IndexOf(int(uid % ShardCount))
+}
+
+// shardDBs are the databases holding shard tables, each once.
+func (r *Repo) shardDBs() []*bun.DB {
+	if r.Shards == nil {
+		return []*bun.DB{r.DB}
+	}
+	out := make([]*bun.DB, len(r.Shards.Servers))
+	for i, s := range r.Shards.Servers {
+		out[i] = s.DB
+	}
+	return out
 }
 
 // shardExpr is the table expression for SELECT and UPDATE (aliased m).
 func shardExpr(uid uint64) (string, bun.Ident) { return "? AS m", bun.Ident(ShardTable(uid)) }
 
-// InsertMessages writes rows, grouped by shard, in one transaction so a
-// batch costs one commit. Rows already present (same id) are skipped, which
-// makes a retried delivery harmless.
+// InsertMessages writes rows, grouped by shard, in one transaction per
+// database holding their shards (one, without a shard map) so a batch
+// costs one commit there. Rows already present (same id) are skipped,
+// which makes a retried delivery harmless. With rows on several servers,
+// each server's part commits or fails on its own and the errors are
+// joined; callers that must tell which part failed submit one server's
+// rows at a time (see ServerOf).
 func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	if r.ServerCount() == 1 {
+		return r.insertOn(ctx, r.userDB(rows[0].ToUID), rows)
+	}
+	parts := make([][]Message, r.ServerCount())
+	for _, m := range rows {
+		i := r.ServerOf(m.ToUID)
+		parts[i] = append(parts[i], m)
+	}
+	var errs []error
+	for i, part := range parts {
+		if len(part) > 0 {
+			if err := r.insertOn(ctx, r.Shards.Servers[i].DB, part); err != nil {
+				errs = append(errs, fmt.Errorf("shard server %s: %w", r.Shards.Servers[i].Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// insertOn is InsertMessages for rows whose shards are all in db.
+func (r *Repo) insertOn(ctx context.Context, db *bun.DB, rows []Message) error {
 	byShard := make(map[uint64][]Message)
 	for _, m := range rows {
 		s := m.ToUID % ShardCount
@@ -81,10 +149,10 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 	}
 	*buf = cur
 	if len(execs) == 0 { // the usual case: the whole transaction in one round trip
-		return r.execTx(ctx, cur, len(rows), len(shards))
+		return execTx(ctx, db, cur, len(rows), len(shards))
 	}
 	execs = append(execs, string(cur))
-	return r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		for _, q := range execs {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("insert %d rows into %d shards: %w", len(rows), len(shards), err)
@@ -98,8 +166,8 @@ func (r *Repo) InsertMessages(ctx context.Context, rows []Message) error {
 // multi-statement exec. MariaDB stops at the first failing statement and
 // leaves the transaction open, so after an error the connection is
 // dropped (the server rolls back) rather than returned to the pool.
-func (r *Repo) execTx(ctx context.Context, stmts []byte, nrows, nshards int) error {
-	conn, err := r.DB.Conn(ctx)
+func execTx(ctx context.Context, db *bun.DB, stmts []byte, nrows, nshards int) error {
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("insert %d rows: %w", nrows, err)
 	}
@@ -203,7 +271,7 @@ func (r *Repo) UnreadCounts(ctx context.Context, uid uint64) (byKind map[string]
 		Unacked int64  `bun:"unacked"`
 	}
 	expr, table := shardExpr(uid)
-	err = r.DB.NewSelect().TableExpr(expr, table).
+	err = r.userDB(uid).NewSelect().TableExpr(expr, table).
 		ColumnExpr("m.kind, COUNT(*) AS n, CAST(COALESCE(SUM(m.is_sent = 0), 0) AS SIGNED) AS unacked").
 		Where("m.to_uid = ? AND m.is_read = 0", uid).
 		GroupExpr("m.kind").Scan(ctx, &rows)
@@ -231,7 +299,7 @@ type ListQuery struct {
 func (r *Repo) ListMessages(ctx context.Context, q ListQuery) ([]Message, error) {
 	var out []Message
 	expr, table := shardExpr(q.UID)
-	sel := r.DB.NewSelect().Model(&out).ModelTableExpr(expr, table).Where("m.to_uid = ?", q.UID)
+	sel := r.userDB(q.UID).NewSelect().Model(&out).ModelTableExpr(expr, table).Where("m.to_uid = ?", q.UID)
 	if q.UnreadOnly {
 		sel = sel.Where("m.is_read = 0")
 	}
@@ -251,7 +319,7 @@ func (r *Repo) ListMessages(ctx context.Context, q ListQuery) ([]Message, error)
 func (r *Repo) ListResume(ctx context.Context, uid, after, from uint64, limit int) ([]Message, error) {
 	var out []Message
 	expr, table := shardExpr(uid)
-	err := r.DB.NewSelect().Model(&out).ModelTableExpr(expr, table).
+	err := r.userDB(uid).NewSelect().Model(&out).ModelTableExpr(expr, table).
 		Where("m.to_uid = ? AND m.sort_key > ? AND (m.sort_key > ? OR (m.is_read = 0 AND m.id <> ?))", uid, from, after, after).
 		OrderExpr("m.sort_key ASC").Limit(int64(limit)).Scan(ctx)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -264,7 +332,7 @@ func (r *Repo) ListResume(ctx context.Context, uid, after, from uint64, limit in
 func (r *Repo) SortKeyOf(ctx context.Context, uid, id uint64) (uint64, error) {
 	var key uint64
 	expr, table := shardExpr(uid)
-	err := r.DB.NewSelect().TableExpr(expr, table).Column("m.sort_key").
+	err := r.userDB(uid).NewSelect().TableExpr(expr, table).Column("m.sort_key").
 		Where("m.id = ? AND m.to_uid = ?", id, uid).Scan(ctx, &key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNoMessage
@@ -289,7 +357,7 @@ func (r *Repo) MarkRead(ctx context.Context, uid uint64, ids []uint64) (ReadResu
 	if len(ids) == 0 {
 		return res, nil
 	}
-	err := r.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := r.userDB(uid).RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var rows []struct {
 			Kind   string `bun:"kind"`
 			IsSent bool   `bun:"is_sent"`
@@ -327,7 +395,7 @@ func (r *Repo) MarkRead(ctx context.Context, uid uint64, ids []uint64) (ReadResu
 // MarkAllRead marks every unread message of uid read.
 func (r *Repo) MarkAllRead(ctx context.Context, uid uint64) (int64, error) {
 	expr, table := shardExpr(uid)
-	res, err := r.DB.NewUpdate().TableExpr(expr, table).
+	res, err := r.userDB(uid).NewUpdate().TableExpr(expr, table).
 		Set("m.is_read = 1, m.is_sent = 1, m.updated_at = ?", time.Now().UTC()).
 		Where("m.to_uid = ? AND m.is_read = 0", uid).Exec(ctx)
 	if err != nil {
@@ -345,7 +413,7 @@ func (r *Repo) MarkAcked(ctx context.Context, uid uint64, ids []uint64) (int64, 
 		return 0, nil
 	}
 	expr, table := shardExpr(uid)
-	res, err := r.DB.NewUpdate().TableExpr(expr, table).
+	res, err := r.userDB(uid).NewUpdate().TableExpr(expr, table).
 		Set("m.is_sent = 1, m.updated_at = ?", time.Now().UTC()).
 		Where("m.to_uid = ? AND m.is_sent = 0 AND m.id IN (?)", uid, bun.In(ids)).Exec(ctx)
 	if err != nil {
@@ -399,7 +467,7 @@ func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, lim
 		ToUID  uint64 `bun:"to_uid"`
 		IsRead bool   `bun:"is_read"`
 	}
-	if err := r.DB.NewSelect().TableExpr("? AS m", bun.Ident(table)).Column("m.id", "m.to_uid", "m.is_read").
+	if err := r.shardDB(uint64(shard)).NewSelect().TableExpr("? AS m", bun.Ident(table)).Column("m.id", "m.to_uid", "m.is_read").
 		Where("m.created_at < ?", cutoff).Limit(int64(limit)).Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
@@ -421,7 +489,7 @@ func (r *Repo) DeleteOlder(ctx context.Context, shard int, cutoff time.Time, lim
 			return 0, err
 		}
 	}
-	res, err := r.DB.NewDelete().TableExpr("?", bun.Ident(table)).Where("id IN (?)", bun.In(ids)).Exec(ctx)
+	res, err := r.shardDB(uint64(shard)).NewDelete().TableExpr("?", bun.Ident(table)).Where("id IN (?)", bun.In(ids)).Exec(ctx)
 	if err != nil {
 		return 0, err
 	}

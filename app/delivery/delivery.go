@@ -47,8 +47,11 @@ type Deps struct {
 // Service delivers personal messages. Safe for concurrent use.
 type Service struct {
 	Deps
-	ingest      *batch.Batcher[*Delivery]
-	shardWriter *batch.Batcher[models.Message]
+	ingest *batch.Batcher[*Delivery]
+	// shardWriters has one batcher per database holding shards (one
+	// without a shard map), so a server that fails fails only the
+	// batches of its own users.
+	shardWriters []*batch.Batcher[models.Message]
 }
 
 // New starts the ingest and shard batchers (see Close).
@@ -62,7 +65,9 @@ func New(d Deps) *Service {
 	// Messages are pushed before their commit, so under load (the batch
 	// before held 16 rows or more) a shard batch may wait up to
 	// shardLinger to grow, and one flusher writes them.
-	s.shardWriter = batch.New(batch.Config{MaxBatch: 2000, Flushers: 1, Linger: shardLinger, LingerFrom: 16}, d.Repo.InsertMessages)
+	for range d.Repo.ServerCount() {
+		s.shardWriters = append(s.shardWriters, batch.New(batch.Config{MaxBatch: 2000, Flushers: 1, Linger: shardLinger, LingerFrom: 16}, d.Repo.InsertMessages))
+	}
 	return s
 }
 
@@ -70,5 +75,7 @@ func New(d Deps) *Service {
 // queue after this.
 func (s *Service) Close() {
 	s.ingest.Close()
-	s.shardWriter.Close()
+	for _, w := range s.shardWriters {
+		w.Close()
+	}
 }

@@ -7,6 +7,7 @@ package delivery
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -178,13 +179,24 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 			}
 		}
 	}
+	// With shards on several servers, one that fails holds up only its
+	// users: what it could not store is requeued (see servers.go).
+	split := len(s.shardWriters) > 1
+	var unstored []models.Message
+	var storeErr error
+	done := 0
 	for i := range collapsing {
 		if err := s.deliverCollapsed(ctx, collapsing[i], recount); err != nil {
-			return err
+			if !split {
+				return err
+			}
+			unstored, storeErr = append(unstored, collapsing[i]), errors.Join(storeErr, err)
+			continue
 		}
+		done++
 	}
 	if len(rows) == 0 {
-		return nil
+		return s.finishSplit(ctx, unstored, done, storeErr)
 	}
 	uids := make([]uint64, len(rows))
 	ids := make([]uint64, len(rows))
@@ -219,7 +231,7 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 		s.undoCounts(ctx, uids, ids)
 		return fmt.Errorf("count deliveries: %d replies for %d messages", len(replies), len(rows))
 	}
-	var stale []int // online users whose new counts are sent after the commit
+	var stale []uint64 // online users whose new counts are sent after the commit
 	for i := range rows {
 		push := []hub.Frame{frames.Message(&rows[i], false)}
 		if recount && pushedBefore(replies[i]) {
@@ -235,20 +247,43 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 		if online {
 			s.Metrics.PushLatency.Observe(time.Since(rows[i].UpdatedAt).Seconds())
 			if !counted {
-				stale = append(stale, i)
+				stale = append(stale, rows[i].ToUID)
 			}
 		}
 	}
-	if err := s.shardWriter.Submit(ctx, rows...); err != nil {
+	failed, err := s.storeRows(ctx, rows)
+	if err != nil {
 		// The messages were shown, so their marks stay up (reads keep
 		// waiting for them) until the retry, which marks the same ids,
 		// commits and clears them, or until they lapse.
+		whole := !split || (len(failed) == len(rows) && done == 0)
+		resetOf := uids
+		if !whole {
+			resetOf = nil
+			for i := range failed {
+				resetOf = append(resetOf, failed[i].ToUID)
+			}
+		}
 		if ctx.Err() == nil { // else the batch may still commit; the retry rebuilds
-			if rerr := s.Reset(context.WithoutCancel(ctx), uids...); rerr != nil {
+			if rerr := s.Reset(context.WithoutCancel(ctx), resetOf...); rerr != nil {
 				s.Log.Warn("reset counters after a failed delivery", "err", rerr) // they heal within unreadTTL
 			}
 		}
-		return fmt.Errorf("store delivery: %w", err)
+		if whole {
+			return fmt.Errorf("store delivery: %w", err)
+		}
+		unstored, storeErr = append(unstored, failed...), errors.Join(storeErr, err)
+		lost := make(map[uint64]bool, len(failed))
+		for i := range failed {
+			lost[failed[i].ToUID] = true // a user's rows are all on one server
+		}
+		rows, uids, ids, stale = keepStored(rows, lost), uids[:0], ids[:0], slices.DeleteFunc(stale, func(u uint64) bool { return lost[u] })
+		for i := range rows {
+			uids, ids = append(uids, rows[i].ToUID), append(ids, rows[i].ID)
+		}
+		if len(rows) == 0 {
+			return s.finishSplit(ctx, unstored, done, storeErr)
+		}
 	}
 	s.Metrics.Stored.Add(float64(len(rows)))
 	if recount {
@@ -264,15 +299,15 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 	if len(stale) > 0 {
 		told = make(map[uint64]bool, len(stale))
 	}
-	for _, i := range stale {
-		if uid := rows[i].ToUID; !told[uid] {
+	for _, uid := range stale {
+		if !told[uid] {
 			told[uid] = true
 			if u, err := s.Unread(ctx, uid); err == nil {
 				_ = s.Cluster.Push(ctx, uid, frames.UnreadFrame(u))
 			}
 		}
 	}
-	return nil
+	return s.finishSplit(ctx, unstored, done+len(rows), storeErr)
 }
 
 // pushCounts pushes out (if any) and then, withCounts, the user's new

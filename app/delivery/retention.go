@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -30,11 +31,19 @@ func (s *Service) PurgeExpired(ctx context.Context) (int64, error) {
 	}
 	cutoff := s.Clock.Now().Add(-s.Retention).UTC()
 	var total int64
+	// A shard that fails (its server down, with a shard map) is skipped
+	// and reported at the end: the others are purged all the same.
+	var failed []error
+shards:
 	for shard := 0; shard < models.ShardCount; shard++ {
 		for {
 			n, noted, err := s.purgeBatch(ctx, shard, cutoff)
 			if err != nil {
-				return total, fmt.Errorf("purge shard %d: %w", shard, err)
+				if ctx.Err() != nil {
+					return total, fmt.Errorf("purge shard %d: %w", shard, err)
+				}
+				failed = append(failed, fmt.Errorf("purge shard %d: %w", shard, err))
+				continue shards
 			}
 			total += int64(n)
 			if noted {
@@ -56,9 +65,9 @@ func (s *Service) PurgeExpired(ctx context.Context) (int64, error) {
 		s.Log.Info("retention purge", "deleted", total, "cutoff", cutoff)
 	}
 	if err := s.pruneCollapseApplied(ctx); err != nil {
-		return total, err
+		failed = append(failed, err)
 	}
-	return total, nil
+	return total, errors.Join(failed...)
 }
 
 // collapseAppliedKeep is how long the record that a collapsing message was

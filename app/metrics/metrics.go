@@ -15,6 +15,7 @@ type Metrics struct {
 	Duplicates   prometheus.Counter
 	Stored       prometheus.Counter
 	Collapsed    prometheus.Counter
+	Requeued     prometheus.Counter
 	Pushed       prometheus.Counter // frames queued on local connections
 	Errors       *prometheus.CounterVec
 	QueueLatency prometheus.Histogram // ingest → worker picks it up
@@ -35,6 +36,7 @@ func New(stats func() (conns, users int)) *Metrics {
 		Duplicates:   prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_ingest_duplicates_total", Help: "Ingest calls answered from an earlier call with the same idempotency key."}),
 		Stored:       prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_messages_stored_total", Help: "Messages written to the shards."}),
 		Collapsed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_messages_collapsed_total", Help: "Messages merged into an unread one with the same collapse key."}),
+		Requeued:     prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_messages_requeued_total", Help: "Messages whose shard server failed while the rest of their task was stored: queued again as a task of their own."}),
 		Pushed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "pushdesk_frames_pushed_total", Help: "Frames queued on this instance's connections."}),
 		Errors:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pushdesk_errors_total", Help: "Errors, by where they happened."}, []string{"where"}),
 		QueueLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pushdesk_queue_latency_seconds", Help: "From ingest to a worker taking the task.", Buckets: lat}),
@@ -49,7 +51,7 @@ func New(stats func() (conns, users int)) *Metrics {
 	for _, where := range []string{"connection log", "last seen", "connection log dropped", "last seen dropped", "push retry dropped"} {
 		m.Errors.WithLabelValues(where)
 	}
-	r.MustRegister(m.Ingested, m.Released, m.Duplicates, m.Stored, m.Collapsed, m.Pushed, m.Errors, m.QueueLatency, m.PushLatency, m.Connects,
+	r.MustRegister(m.Ingested, m.Released, m.Duplicates, m.Stored, m.Collapsed, m.Requeued, m.Pushed, m.Errors, m.QueueLatency, m.PushLatency, m.Connects,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushdesk_connections", Help: "Open client connections on this instance."},
 			func() float64 { n, _ := stats(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushdesk_online_users", Help: "Distinct users connected to this instance."},

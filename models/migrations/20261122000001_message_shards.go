@@ -4,24 +4,16 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/pushdesk/pushdesk/models"
 	"github.com/uptrace/bun"
 )
 
 func init() {
 	Migrations.MustRegister(func(ctx context.Context, db *bun.DB) error {
-		for i := 0; i < models.ShardCount; i++ {
-			if _, err := db.ExecContext(ctx, fmt.Sprintf(models.ShardDDL, fmt.Sprintf("user_push_msg_%d", i))); err != nil {
-				return fmt.Errorf("create shard %d: %w", i, err)
-			}
+		if err := eachShard(ctx, db, shardSteps[0]); err != nil {
+			return fmt.Errorf("create shards: %w", err)
 		}
 		return nil
 	}, func(ctx context.Context, db *bun.DB) error {
-		for i := 0; i < models.ShardCount; i++ {
-			if _, err := db.ExecContext(ctx, fmt.Sprintf("DROP TABLE IF EXISTS user_push_msg_%d", i)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return eachShard(ctx, db, func(table string) string { return "DROP TABLE IF EXISTS " + table })
 	})
 }

@@ -2,9 +2,7 @@ package migrations
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/pushdesk/pushdesk/models"
 	"github.com/uptrace/bun"
 )
 
@@ -13,22 +11,10 @@ import (
 // new message into the open one without a race.
 func init() {
 	Migrations.MustRegister(func(ctx context.Context, db *bun.DB) error {
-		for i := 0; i < models.ShardCount; i++ {
-			q := fmt.Sprintf("ALTER TABLE user_push_msg_%d "+
-				"ADD COLUMN IF NOT EXISTS collapse_open VARCHAR(170) AS (IF(is_read = 0 AND collapse_key <> '', CONCAT(kind, '/', collapse_key), NULL)) PERSISTENT, "+
-				"ADD UNIQUE KEY IF NOT EXISTS uq_collapse (to_uid, collapse_open)", i)
-			if _, err := db.ExecContext(ctx, q); err != nil {
-				return fmt.Errorf("shard %d: %w", i, err)
-			}
-		}
-		return nil
+		return eachShard(ctx, db, shardSteps[1])
 	}, func(ctx context.Context, db *bun.DB) error {
-		for i := 0; i < models.ShardCount; i++ {
-			q := fmt.Sprintf("ALTER TABLE user_push_msg_%d DROP KEY IF EXISTS uq_collapse, DROP COLUMN IF EXISTS collapse_open", i)
-			if _, err := db.ExecContext(ctx, q); err != nil {
-				return err
-			}
-		}
-		return nil
+		return eachShard(ctx, db, func(table string) string {
+			return "ALTER TABLE " + table + " DROP KEY IF EXISTS uq_collapse, DROP COLUMN IF EXISTS collapse_open"
+		})
 	})
 }
