@@ -35,7 +35,7 @@ var Vars = []Var{
 	{"PUSHDESK_HEARTBEAT", "25s", "server ping interval; silent peers dropped after 2.5x", cmdsServe},
 	{"PUSHDESK_AGENT_HEARTBEAT", "5s", "the same for agents' connections", cmdsServe},
 	{"PUSHDESK_WORKER_CONCURRENCY", "256", "asynq delivery goroutines", cmdsProcess},
-	{"PUSHDESK_WORKER_LOOPS", "8", "asynq servers (dequeue loops) sharing them, 1-64", cmdsProcess},
+	{"PUSHDESK_WORKER_LOOPS", "8", "asynq servers (dequeue loops) sharing them, 1-64; beyond two they run only under load", cmdsProcess},
 	{"PUSHDESK_INGEST_LINGER", "1ms", "under load, how long ingest calls wait to share a queue task (0: never)", cmdsServe},
 	{"PUSHDESK_QUEUE_POLL", "2s", "how often the loop that serves both queues polls them (fast work wakes the loops at once)", cmdsProcess},
 	{"PUSHDESK_WORKERS", "on", "0 runs a web-only serve (no queue workers; run `pushdesk worker` beside it)", cmdsServe},

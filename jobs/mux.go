@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -40,10 +41,20 @@ func NewMux(a *app.App, q Queue) *asynq.ServeMux {
 // to its queue with its retry count unchanged, so its next run would take
 // it for a first attempt and count its messages again; a task whose
 // context ends fails instead, and its retry knows it is one.
+//
+// Of the fast loops, the first always runs and the others only on demand
+// (see demandLoop): an idle instance runs two asynq servers, not
+// cfg.WorkerLoops.
 type Workers struct {
-	servers []*asynq.Server
+	servers []*asynq.Server         // the loops that always run
+	extra   []*demandLoop           // the loops that run on demand
 	clients []redis.UniversalClient // the waiting loops' (asynq leaves a client it was given open)
 	waker   *Waker
+	log     *slog.Logger
+	done    chan struct{} // ends manage
+	managed chan struct{} // closed when manage returned
+	started atomic.Bool
+	stopped sync.Once
 }
 
 // FastIdleWait is how long a fast loop waits for a wake before it asks
@@ -74,12 +85,26 @@ const fastTaskCheck = 20 * time.Millisecond
 
 // NewWorkers configures the worker loops (see Workers).
 func NewWorkers(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context) (*Workers, error) {
+	return newWorkers(opt, cfg, log, base, FastIdleWait)
+}
+
+// newWorkers is NewWorkers with the fast loops' wait for a wake.
+func newWorkers(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context, wait time.Duration) (*Workers, error) {
 	n := max(cfg.WorkerLoops, 1)
 	per := cfg
 	per.WorkerConcurrency = max(cfg.WorkerConcurrency/n, 1)
-	w, err := newFastLoops(opt, per, log, base, n-1, FastIdleWait)
+	w, err := newFastLoops(opt, per, log, base, min(n-1, 1), wait)
 	if err != nil {
 		return nil, err
+	}
+	for range n - 2 {
+		c, err := w.waitingClient(opt, nil)
+		if err != nil {
+			return nil, err
+		}
+		l := &demandLoop{client: c, cfg: fastConfig(per, log, base)}
+		c.AddHook(w.waker.hook(l))
+		w.extra = append(w.extra, l)
 	}
 	both := serverConfig(per, log, base, map[string]int{QueueFast: 8, QueueDelayed: 1})
 	both.TaskCheckInterval = per.QueuePoll
@@ -91,7 +116,7 @@ func NewWorkers(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base c
 	}
 	// Alone, the loop also waits for wakes, or fast work would wait for
 	// its poll.
-	c, err := w.waitingClient(opt)
+	c, err := w.waitingClient(opt, w.waker.hook(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -102,29 +127,36 @@ func NewWorkers(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base c
 // newFastLoops configures n loops that serve only the fast queue and
 // wait on the Waker up to wait, each with cfg.WorkerConcurrency workers.
 func newFastLoops(opt asynq.RedisConnOpt, cfg app.Config, log *slog.Logger, base context.Context, n int, wait time.Duration) (*Workers, error) {
-	w := &Workers{waker: NewWaker(wait)}
+	w := &Workers{waker: NewWaker(wait), log: log, done: make(chan struct{}), managed: make(chan struct{})}
 	for range n {
-		c, err := w.waitingClient(opt)
+		c, err := w.waitingClient(opt, w.waker.hook(nil))
 		if err != nil {
 			return nil, err
 		}
-		fast := serverConfig(cfg, log, base, map[string]int{QueueFast: 1})
-		fast.TaskCheckInterval = fastTaskCheck
-		fast.DelayedTaskCheckInterval = fastForwardEvery
-		w.servers = append(w.servers, asynq.NewServerFromRedisClient(c, fast))
+		w.servers = append(w.servers, asynq.NewServerFromRedisClient(c, fastConfig(cfg, log, base)))
 	}
 	return w, nil
 }
 
-// waitingClient makes a Redis client whose fast dequeues wait on w's
-// Waker.
-func (w *Workers) waitingClient(opt asynq.RedisConnOpt) (redis.UniversalClient, error) {
+// fastConfig is a fast loop's asynq configuration.
+func fastConfig(cfg app.Config, log *slog.Logger, base context.Context) asynq.Config {
+	fast := serverConfig(cfg, log, base, map[string]int{QueueFast: 1})
+	fast.TaskCheckInterval = fastTaskCheck
+	fast.DelayedTaskCheckInterval = fastForwardEvery
+	return fast
+}
+
+// waitingClient makes a Redis client for a loop, with hook (when not nil:
+// its fast dequeues wait on w's Waker).
+func (w *Workers) waitingClient(opt asynq.RedisConnOpt, hook redis.Hook) (redis.UniversalClient, error) {
 	c, ok := opt.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		w.closeClients()
 		return nil, fmt.Errorf("asynq redis option %T makes no go-redis client", opt)
 	}
-	c.AddHook(w.waker.hook())
+	if hook != nil {
+		c.AddHook(hook)
+	}
 	w.clients = append(w.clients, c)
 	return c, nil
 }
@@ -139,6 +171,12 @@ func (w *Workers) Start(mux *asynq.ServeMux) error {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
+	w.started.Store(true)
+	if len(w.extra) > 0 {
+		go w.manage(mux, w.log)
+	} else {
+		close(w.managed)
+	}
 	return nil
 }
 
@@ -146,10 +184,19 @@ func (w *Workers) Start(mux *asynq.ServeMux) error {
 // for its running tasks up to cfg.WorkerShutdown), then closes the fast
 // loops' clients. Safe to call more than once.
 func (w *Workers) Shutdown() {
+	w.stopped.Do(func() {
+		close(w.done)
+		if w.started.Load() {
+			<-w.managed
+		}
+	})
 	w.waker.Close()
 	var wg sync.WaitGroup
 	for _, s := range w.servers {
 		wg.Go(s.Shutdown)
+	}
+	for _, l := range w.extra {
+		wg.Go(l.shutdown)
 	}
 	wg.Wait()
 	w.closeClients()

@@ -25,6 +25,7 @@ import (
 // within Idle.
 type Waker struct {
 	ch        chan struct{}
+	busy      chan struct{} // a wake found no loop waiting (see Workers)
 	idle      time.Duration
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -41,7 +42,7 @@ func NewWaker(idle time.Duration) *Waker {
 	// fails and names the version.
 	prefix := "asynq:{" + QueueFast + "}:"
 	return &Waker{
-		ch: make(chan struct{}, 1), idle: idle, stop: make(chan struct{}),
+		ch: make(chan struct{}, 1), busy: make(chan struct{}, 1), idle: idle, stop: make(chan struct{}),
 		keys: [3]string{prefix + "pending", prefix + "active", prefix + "lease"},
 	}
 }
@@ -57,6 +58,12 @@ func (w *Waker) Wake() {
 	case w.ch <- struct{}{}:
 	default: // a wake is already pending
 	}
+	if w.waiting.Load() == 0 { // every loop is busy: one more would help
+		select {
+		case w.busy <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Waiting is how many loops are waiting for a wake now.
@@ -65,10 +72,15 @@ func (w *Waker) Waiting() int { return int(w.waiting.Load()) }
 // Close ends every wait at once (before the workers shut down).
 func (w *Waker) Close() { w.closeOnce.Do(func() { close(w.stop) }) }
 
-// hook is the go-redis hook of a fast loop's client.
-func (w *Waker) hook() redis.Hook { return wakeHook{w} }
+// hook is the go-redis hook of a fast loop's client; l (nil for a loop
+// that always runs) is the loop's own state: its waits end when l stops,
+// and l counts the waits that ended with nothing to do.
+func (w *Waker) hook(l *demandLoop) redis.Hook { return wakeHook{w, l} }
 
-type wakeHook struct{ w *Waker }
+type wakeHook struct {
+	w *Waker
+	l *demandLoop
+}
 
 func (h wakeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
@@ -79,8 +91,12 @@ func (h wakeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 func (h wakeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if err != redis.Nil || !h.w.isFastDequeue(cmd) {
+		if (err != nil && err != redis.Nil) || !h.w.isFastDequeue(cmd) {
 			return err
+		}
+		if err == nil { // a task
+			h.l.worked()
+			return nil
 		}
 		t := time.NewTimer(h.w.idle)
 		defer t.Stop()
@@ -88,8 +104,12 @@ func (h wakeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		defer h.w.waiting.Add(-1)
 		select {
 		case <-h.w.ch:
+			h.l.worked()
 		case <-t.C:
+			h.l.idled()
 		case <-h.w.stop:
+			return err
+		case <-h.l.stopped():
 			return err
 		case <-ctx.Done():
 			return err

@@ -136,7 +136,7 @@ func TestWakeHookPassesOtherCommandsThrough(t *testing.T) {
 	wk := NewWaker(time.Hour)
 	c := opt.MakeRedisClient().(redis.UniversalClient)
 	defer c.Close()
-	c.AddHook(wk.hook())
+	c.AddHook(wk.hook(nil))
 	ctx := context.Background()
 	done := make(chan error, 1)
 	go func() {
