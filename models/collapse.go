@@ -97,22 +97,14 @@ func (r *Repo) UpsertCollapsed(ctx context.Context, m Message) (row Message, app
 }
 
 // DeleteCollapseAppliedBefore forgets up to limit collapse_applied records
-// written before cutoff on each database holding shards and returns the
-// most that went on one (so a caller looping while a full batch went
-// stops when every server is done). A server that fails does not stop the
-// others; the errors are joined.
-func (r *Repo) DeleteCollapseAppliedBefore(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	most := 0
-	var errs []error
-	for _, db := range r.shardDBs() {
-		res, err := db.NewDelete().Model((*CollapseApplied)(nil)).
-			Where("applied_at < ?", cutoff).OrderExpr("applied_at").Limit(int64(limit)).Exec(ctx)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("delete collapse records before %s: %w", cutoff.Format(time.RFC3339), err))
-			continue
-		}
-		n, _ := res.RowsAffected()
-		most = max(most, int(n))
+// written before cutoff on the database holding shards number server
+// (below ServerCount) and returns how many went.
+func (r *Repo) DeleteCollapseAppliedBefore(ctx context.Context, server int, cutoff time.Time, limit int) (int, error) {
+	res, err := r.shardDBs()[server].NewDelete().Model((*CollapseApplied)(nil)).
+		Where("applied_at < ?", cutoff).OrderExpr("applied_at").Limit(int64(limit)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("delete collapse records before %s: %w", cutoff.Format(time.RFC3339), err)
 	}
-	return most, errors.Join(errs...)
+	n, _ := res.RowsAffected()
+	return int(n), nil
 }

@@ -127,8 +127,10 @@ func TestShardMapAcrossServers(t *testing.T) {
 	if on1 != 1 || on2 != 1 {
 		t.Fatalf("collapse records: %d on the first server, %d on the second, want 1 and 1", on1, on2)
 	}
-	if n, err := repo.DeleteCollapseAppliedBefore(ctx, time.Now().Add(time.Hour), 100); err != nil || n != 1 {
-		t.Fatalf("prune collapse records: %d %v", n, err)
+	for server := range repo.ServerCount() {
+		if n, err := repo.DeleteCollapseAppliedBefore(ctx, server, time.Now().Add(time.Hour), 100); err != nil || n != 1 {
+			t.Fatalf("prune collapse records on server %d: %d %v", server, n, err)
+		}
 	}
 	if n, err := repo.DeleteOlder(ctx, int(u2%128), time.Now().Add(time.Hour), 100, nil); err != nil || n != 3 {
 		t.Fatalf("retention on shard %d: %d %v", u2%128, n, err)

@@ -31,18 +31,26 @@ func (s *Service) PurgeExpired(ctx context.Context) (int64, error) {
 	}
 	cutoff := s.Clock.Now().Add(-s.Retention).UTC()
 	var total int64
-	// A shard that fails (its server down, with a shard map) is skipped
-	// and reported at the end: the others are purged all the same.
+	// With a shard map, a server that fails (down, say) has its shards
+	// skipped and is reported at the end: the others' are purged all the
+	// same. With one server, a failure ends the run as it always did.
 	var failed []error
+	down := map[int]bool{}
 shards:
 	for shard := 0; shard < models.ShardCount; shard++ {
+		server := s.Repo.ServerOf(uint64(shard))
+		if down[server] {
+			continue
+		}
 		for {
 			n, noted, err := s.purgeBatch(ctx, shard, cutoff)
 			if err != nil {
-				if ctx.Err() != nil {
-					return total, fmt.Errorf("purge shard %d: %w", shard, err)
+				err = fmt.Errorf("purge shard %d: %w", shard, err)
+				if ctx.Err() != nil || s.Repo.ServerCount() == 1 {
+					return total, err
 				}
-				failed = append(failed, fmt.Errorf("purge shard %d: %w", shard, err))
+				failed = append(failed, fmt.Errorf("%w (the rest of its server's shards skipped)", err))
+				down[server] = true
 				continue shards
 			}
 			total += int64(n)
@@ -79,23 +87,29 @@ shards:
 const collapseAppliedKeep = idemTTL
 
 // pruneCollapseApplied forgets collapse records older than
-// collapseAppliedKeep, a batch at a time.
+// collapseAppliedKeep, a batch at a time, on each server holding shards;
+// one that fails does not hold up the others.
 func (s *Service) pruneCollapseApplied(ctx context.Context) error {
 	cutoff := s.Clock.Now().Add(-collapseAppliedKeep).UTC()
-	for {
-		n, err := s.Repo.DeleteCollapseAppliedBefore(ctx, cutoff, purgeBatch)
-		if err != nil {
-			return fmt.Errorf("prune collapse records: %w", err)
-		}
-		if n < purgeBatch {
-			return nil
-		}
-		select {
-		case <-time.After(purgePause):
-		case <-ctx.Done():
-			return ctx.Err()
+	var failed []error
+	for server := range s.Repo.ServerCount() {
+		for {
+			n, err := s.Repo.DeleteCollapseAppliedBefore(ctx, server, cutoff, purgeBatch)
+			if err != nil {
+				failed = append(failed, fmt.Errorf("prune collapse records: %w", err))
+				break
+			}
+			if n < purgeBatch {
+				break
+			}
+			select {
+			case <-time.After(purgePause):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
+	return errors.Join(failed...)
 }
 
 // purgeBatch deletes up to purgeBatch expired rows of one shard, first
