@@ -45,6 +45,10 @@ func TestRestartUnderBothPages(t *testing.T) {
 	agent.waitLine("user", "Sent while down")
 	agent.typeLine("#chat-input", "Agent after the restart")
 	user.waitLine("agent", "Agent after the restart")
+	user.screenshot("demo-chat-open-1440")
+	if bad := user.unlabelled(); len(bad) > 0 {
+		t.Errorf("demo, chat open: controls without an accessible name: %v", bad)
+	}
 	ingest(t, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"after the restart"}}`, uid))
 	user.wait("badge counts it", `document.querySelector("#bell-badge").textContent.trim() === "1"`)
 
