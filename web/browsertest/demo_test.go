@@ -36,6 +36,12 @@ func TestBellCountsAndMarkAllRead(t *testing.T) {
 		t.Errorf("the comment %s is not listed", first)
 	}
 	user.screenshot("demo-bell")
+	if bad := user.unlabelled(); len(bad) > 0 {
+		t.Errorf("demo, bell open: controls without an accessible name: %v", bad)
+	}
+	user.do("narrow", chromedp.EmulateViewport(360, 740))
+	user.screenshot("demo-bell-360")
+	user.do("wide again", chromedp.EmulateViewport(1440, 900))
 
 	user.do("mark all read", chromedp.Click(chromedp.CSS("#mark-all-read")))
 	user.wait("badge cleared", `document.querySelector("#bell-badge").hidden`)
@@ -64,8 +70,10 @@ func TestSSEWhenWebSocketIsBlocked(t *testing.T) {
 	if n := eval[int](user, "window.__wsTried"); n < 2 {
 		t.Fatalf("the page tried WebSocket %d times before SSE, want 2", n)
 	}
-	ingest(t, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"over SSE"}}`, uid))
+	id := ingest(t, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"over SSE"}}`, uid))
 	user.wait("badge 1", `document.querySelector("#bell-badge").textContent.trim() === "1"`)
+	// The bell is shut, so it fetched nothing: the entry came down the stream.
+	user.wait("the message itself", fmt.Sprintf(`document.querySelector('#bell-items li[data-id="%s"] .text')?.textContent === "over SSE"`, id))
 
 	user.do("open chat", chromedp.Click(chromedp.CSS("#chat-open")))
 	user.typeLine("#chat-input", "Sent over REST")

@@ -390,9 +390,12 @@ func (p *page) wait(what, expr string) {
 	}
 }
 
+// screenshot saves what the viewport shows, as a person at that window
+// size sees it (a full-page capture would draw fixed panels where they
+// are not).
 func (p *page) screenshot(name string) {
 	p.tb.Helper()
-	b, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	b, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		p.tb.Fatalf("%s: screenshot: %v", p.name, err)
 	}

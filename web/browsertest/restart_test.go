@@ -30,10 +30,22 @@ func TestRestartUnderBothPages(t *testing.T) {
 	user.waitLine("agent", "Agent before the restart")
 
 	env.srv.stop()
+	t.Cleanup(func() { // a failure below must not leave the later tests without a server
+		if env.srv.cmd == nil {
+			_ = env.srv.start()
+		}
+	})
 	for _, p := range []*page{agent, user} {
 		p.wait("reconnecting banner", `document.body.dataset.state === "reconnecting" && !document.querySelector("#conn-banner").hidden &&
 			document.querySelector("#conn-banner").textContent.includes("Reconnecting")`)
 	}
+	// On a phone the chat panel fills the window: the banner must still show.
+	user.bannerOnTop()
+	user.do("narrow", chromedp.EmulateViewport(360, 740))
+	user.bannerOnTop()
+	user.screenshot("demo-reconnecting-360")
+	user.do("wide again", chromedp.EmulateViewport(1440, 900))
+	agent.bannerOnTop()
 	user.typeLine("#chat-input", "Sent while down")
 	time.Sleep(time.Second) // a retry or two fails against the closed port
 	if err := env.srv.start(); err != nil {
@@ -45,6 +57,10 @@ func TestRestartUnderBothPages(t *testing.T) {
 	agent.waitLine("user", "Sent while down")
 	agent.typeLine("#chat-input", "Agent after the restart")
 	user.waitLine("agent", "Agent after the restart")
+	user.screenshot("demo-chat-open-1440")
+	if bad := user.unlabelled(); len(bad) > 0 {
+		t.Errorf("demo, chat open: controls without an accessible name: %v", bad)
+	}
 	ingest(t, fmt.Sprintf(`{"to_uid":%d,"kind":"comment","body":{"text":"after the restart"}}`, uid))
 	user.wait("badge counts it", `document.querySelector("#bell-badge").textContent.trim() === "1"`)
 
@@ -119,4 +135,14 @@ func waitConnections(tb testing.TB, n int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	tb.Fatalf("connections = %d, want %d", connections(tb), n)
+}
+
+// bannerOnTop fails the test unless the "Reconnecting…" banner is the
+// topmost thing where it is drawn, so no panel covers it.
+func (p *page) bannerOnTop() {
+	p.tb.Helper()
+	p.wait("the banner uncovered", `(() => {
+		const b = document.querySelector("#conn-banner"), r = b.getBoundingClientRect();
+		return r.height > 0 && b.contains(document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2));
+	})()`)
 }
