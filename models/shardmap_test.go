@@ -6,8 +6,8 @@ import (
 )
 
 func TestParseShardMap(t *testing.T) {
-	a := "root@tcp(127.0.0.1:3306)/pd"
-	b := "u:secret@tcp(10.0.0.2:3306)/pd"
+	a := "root@tcp(db-a.example:3306)/pd" // parsed only, never dialled
+	b := "u:secret@tcp(db-b.example:3306)/pd"
 	got, err := ParseShardMap(" 64-127=" + b + "; 0-63=" + a + ";")
 	if err != nil {
 		t.Fatal(err)

@@ -30,12 +30,7 @@ func TestConsoleAlertsAndShortcuts(t *testing.T) {
 	agent.setHidden(true)
 	tones := eval[int](agent, "window.__tones")
 	_, tok1 := newUser(t)
-	user1 := newPage(t, "user 1", 360, 740)
-	user1.open("/demo/?token=" + tok1)
-	user1.waitOpen()
-	user1.do("open chat", chromedp.Click(chromedp.CSS("#chat-open")))
-	user1.typeLine("#chat-input", "First user here")
-	user1.wait("assigned to Kim", `document.querySelector("#chat-agent")?.textContent.trim() === "Kim"`)
+	user1 := chatWithAgent(t, "user 1", tok1, 360, 740, "First user here", "Kim")
 	agent.wait("a notification for the new conversation", `window.__notes.some((n) => n.title === "New conversation")`)
 	user1.typeLine("#chat-input", "Anyone there?")
 	agent.wait("a notification for the line", `window.__notes.some((n) => n.body === "Anyone there?")`)
@@ -54,12 +49,7 @@ func TestConsoleAlertsAndShortcuts(t *testing.T) {
 	}
 
 	_, tok2 := newUser(t)
-	user2 := newPage(t, "user 2", 360, 740)
-	user2.open("/demo/?token=" + tok2)
-	user2.waitOpen()
-	user2.do("open chat", chromedp.Click(chromedp.CSS("#chat-open")))
-	user2.typeLine("#chat-input", "Second user here")
-	user2.wait("assigned to Kim", `document.querySelector("#chat-agent")?.textContent.trim() === "Kim"`)
+	user2 := chatWithAgent(t, "user 2", tok2, 360, 740, "Second user here", "Kim")
 	cid2, _, _ := userConversation(t, tok2)
 	agent.wait("both listed", fmt.Sprintf(`!!document.querySelector(%s) && !!document.querySelector(%s)`, js(conv(cid1)), js(conv(cid2))))
 

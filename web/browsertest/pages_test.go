@@ -154,3 +154,17 @@ func newUser(t *testing.T) (uid uint64, tok string) {
 	closeLeftovers(t, tok)
 	return uid, tok
 }
+
+// chatWithAgent opens the demo page for tok on a page of its own (width ×
+// height), opens the chat, sends line and waits until agent is named as
+// the one the user chats with.
+func chatWithAgent(t *testing.T, name, tok string, width, height int64, line, agent string) *page {
+	t.Helper()
+	p := newPage(t, name, width, height)
+	p.open("/demo/?token=" + tok)
+	p.waitOpen()
+	p.do("open chat", chromedp.Click(chromedp.CSS("#chat-open")))
+	p.typeLine("#chat-input", line)
+	p.wait("assigned to "+agent, fmt.Sprintf(`document.querySelector("#chat-agent")?.textContent.trim() === %s`, js(agent)))
+	return p
+}

@@ -17,12 +17,7 @@ import (
 func TestRestartUnderBothPages(t *testing.T) {
 	agent := signedInAgent(t, "Rita")
 	uid, tok := newUser(t)
-	user := newPage(t, "user", 1440, 900)
-	user.open("/demo/?token=" + tok)
-	user.waitOpen()
-	user.do("open chat", chromedp.Click(chromedp.CSS("#chat-open")))
-	user.typeLine("#chat-input", "Before the restart")
-	user.wait("assigned to Rita", `document.querySelector("#chat-agent").textContent.trim() === "Rita"`)
+	user := chatWithAgent(t, "user", tok, 1440, 900, "Before the restart", "Rita")
 	cid, _, _ := userConversation(t, tok)
 	agent.selectConv(cid)
 	agent.waitLine("user", "Before the restart")
