@@ -72,7 +72,7 @@ func main() {
 	flag.Uint64Var(&cfg.uidBase, "uid-base", 0, "first user id (default: random, so runs do not share users)")
 	flag.StringVar(&pids, "pid", "", "comma-separated server pids, for RSS per connection")
 	flag.StringVar(&storePids, "store-pids", "", "comma-separated pids of the stores (Redis, MariaDB), for their CPU use")
-	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, observe (count broadcasts another bench process posts), chat (see chat.go) or storm (see storm.go)")
+	flag.StringVar(&cfg.mode, "mode", "direct", "direct (messages to random users), broadcast, observe (count broadcasts another bench process posts), chat (see chat.go), storm (see storm.go) or first (see first.go)")
 	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "broadcasts to send, 0.5 s apart (broadcast mode)")
 	flag.Int64Var(&cfg.postAt, "post-at", 0, "unix time to start posting at (to line up several bench processes)")
 	flag.IntVar(&cfg.rate, "rate", 0, "cap on messages posted per second (0: as fast as the publishers go)")
@@ -97,6 +97,8 @@ func main() {
 		runMode = runChat
 	case "storm":
 		runMode = runStorm
+	case "first":
+		runMode = runFirst
 	}
 	if err := runMode(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
