@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/pushdesk/pushdesk/app/metrics"
 	"github.com/pushdesk/pushdesk/app/session"
 	"github.com/pushdesk/pushdesk/internal/clock"
+	"github.com/pushdesk/pushdesk/internal/redisurl"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 	"github.com/uptrace/bun"
@@ -161,9 +163,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, q Queue) (*App, erro
 	return a, nil
 }
 
-// dialRedis opens the rueidis client for url.
+// dialRedis opens the rueidis client for url: a cluster client for the
+// redis+cluster:// form (see package redisurl), else rueidis's own reading.
 func dialRedis(url string) (rueidis.Client, error) {
-	opt, err := rueidis.ParseURL(url)
+	opt, err := RedisOptions(url)
 	if err != nil {
 		return nil, RedactError(fmt.Errorf("parse PUSHDESK_REDIS_URL: %w", err))
 	}
@@ -179,7 +182,32 @@ func dialRedis(url string) (rueidis.Client, error) {
 	if err != nil {
 		return nil, RedactError(fmt.Errorf("connect redis %s: %w", RedactURL(url), err))
 	}
+	if redisurl.IsCluster(url) && rc.Mode() != rueidis.ClientModeCluster {
+		// rueidis falls back to a plain client when the seed is no
+		// cluster node; the keys' slots and sharded pub/sub then differ
+		// from what the URL promised the other processes.
+		rc.Close()
+		return nil, fmt.Errorf("PUSHDESK_REDIS_URL names a cluster, but %s is not a cluster node", RedactURL(url))
+	}
 	return rc, nil
+}
+
+// RedisOptions is rueidis's options for url. A cluster URL's seeds are
+// InitAddress; its user, password and TLS go into the options as
+// rueidis.ParseURL would set them.
+func RedisOptions(url string) (rueidis.ClientOption, error) {
+	if !redisurl.IsCluster(url) {
+		return rueidis.ParseURL(url)
+	}
+	c, err := redisurl.Parse(url)
+	if err != nil {
+		return rueidis.ClientOption{}, err
+	}
+	opt := rueidis.ClientOption{InitAddress: c.Addrs, Username: c.Username, Password: c.Password}
+	if c.TLS {
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return opt, nil
 }
 
 // redisKeepAlive is the rueidis connections' PING interval (see dialRedis).

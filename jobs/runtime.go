@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/pushdesk/pushdesk/app"
+	"github.com/pushdesk/pushdesk/internal/redisurl"
 )
 
 // Runtime is one process's side of the job queue: the client that queues
@@ -34,7 +36,7 @@ type Runtime struct {
 // NewRuntime parses cfg.RedisURL for asynq and, with workers, configures
 // the worker loops and the scheduler (started by Start).
 func NewRuntime(cfg app.Config, workers bool, log *slog.Logger) (*Runtime, error) {
-	opt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	opt, err := RedisOpt(cfg.RedisURL)
 	if err != nil {
 		return nil, app.RedactError(fmt.Errorf("parse PUSHDESK_REDIS_URL for asynq: %w", err))
 	}
@@ -56,6 +58,25 @@ func NewRuntime(cfg app.Config, workers bool, log *slog.Logger) (*Runtime, error
 
 // RedisOpt is the queue's Redis, for asynqmon.
 func (r *Runtime) RedisOpt() asynq.RedisConnOpt { return r.redisOpt }
+
+// RedisOpt is asynq's connection option for url: a RedisClusterClientOpt
+// for the redis+cluster:// form (see package redisurl; asynq's keys carry
+// their queue's hash tag, so its scripts stay in one slot), else what
+// asynq.ParseRedisURI makes of it.
+func RedisOpt(url string) (asynq.RedisConnOpt, error) {
+	if !redisurl.IsCluster(url) {
+		return asynq.ParseRedisURI(url)
+	}
+	c, err := redisurl.Parse(url)
+	if err != nil {
+		return nil, err
+	}
+	opt := asynq.RedisClusterClientOpt{Addrs: c.Addrs, Username: c.Username, Password: c.Password}
+	if c.TLS {
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return opt, nil
+}
 
 // Queue is what app.New takes: enqueued fast work wakes this process's
 // worker loops or, in a process without them, everyone's (see Waker).

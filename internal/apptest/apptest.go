@@ -12,6 +12,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/pushdesk/pushdesk/internal/redisurl"
 	"github.com/pushdesk/pushdesk/internal/testsvc"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/pushdesk/pushdesk/models/migrations"
@@ -25,10 +26,19 @@ func Redis(tb testing.TB) (rueidis.Client, string) {
 	return Client(tb, url), url
 }
 
-// Client is a rueidis client of the Redis at url, closed when tb ends.
+// Client is a rueidis client of the Redis at url (a cluster's too, in
+// the redis+cluster:// form), closed when tb ends.
 func Client(tb testing.TB, url string) rueidis.Client {
 	tb.Helper()
-	opt, err := rueidis.ParseURL(url)
+	var opt rueidis.ClientOption
+	var err error
+	if redisurl.IsCluster(url) {
+		var c redisurl.Cluster
+		c, err = redisurl.Parse(url)
+		opt.InitAddress = c.Addrs
+	} else {
+		opt, err = rueidis.ParseURL(url)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
