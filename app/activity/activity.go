@@ -11,13 +11,14 @@ import (
 	"github.com/pushdesk/pushdesk/app/metrics"
 	"github.com/pushdesk/pushdesk/internal/batch"
 	"github.com/pushdesk/pushdesk/internal/clock"
+	"github.com/pushdesk/pushdesk/internal/rkey"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 )
 
 // keySeen is a user's last-seen time (unix ms; "0" = never seen, cached):
 // the only Redis key this package owns.
-func keySeen(uid uint64) string { return "pd:seen:" + strconv.FormatUint(uid, 10) }
+func keySeen(uid uint64) string { return rkey.User(uid, "seen") }
 
 // Deps is what the service needs; every field is required.
 type Deps struct {
@@ -181,14 +182,17 @@ func (s *Service) LastSeen(ctx context.Context, uids []uint64) ([]time.Time, err
 	for i, u := range uids {
 		keys[i] = keySeen(u)
 	}
-	vals, err := s.Redis.Do(ctx, s.Redis.B().Mget().Key(keys...).Build()).ToArray()
+	// rueidis.MGet sends one MGET per cluster slot (one in all on a
+	// single Redis): MGET of several users' keys is refused on a cluster.
+	vals, err := rueidis.MGet(s.Redis, ctx, keys)
 	if err != nil {
 		return nil, fmt.Errorf("read last seen: %w", err)
 	}
 	out := make([]time.Time, len(uids))
 	var missing []uint64
 	missingAt := map[uint64][]int{}
-	for i, v := range vals {
+	for i, k := range keys {
+		v := vals[k]
 		s, err := v.ToString()
 		if err != nil { // nil: not cached
 			missing = append(missing, uids[i])

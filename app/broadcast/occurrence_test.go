@@ -83,7 +83,7 @@ func TestOccurrenceRetryStoresWhatItClaimed(t *testing.T) {
 	steadyClock(a)
 	tmpl := recurringTemplate(t, a, "* * * * *")
 	claimed := a.IDs.Next()
-	if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(keyOccurrenceRun("run-d")).Value(ids.Format(claimed)).Build()).Error(); err != nil {
+	if err := a.Redis.Do(ctx, a.Redis.B().Set().Key(keyOccurrenceRun(tmpl, "run-d")).Value(ids.Format(claimed)).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	id, err := a.NewOccurrence(ctx, tmpl, "run-d")

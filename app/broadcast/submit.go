@@ -202,7 +202,7 @@ func (s *Service) NewOccurrence(ctx context.Context, templateID uint64, run stri
 	id := s.IDs.Next()
 	keys := []string{keyOccurrence(templateID, occurrenceTick(t.Cron, s.Clock.Now()))}
 	if run != "" {
-		keys = append(keys, keyOccurrenceRun(run))
+		keys = append(keys, keyOccurrenceRun(templateID, run))
 	}
 	reply, err := claimOccurrenceScript.Exec(ctx, s.Redis, keys,
 		[]string{ids.Format(id), strconv.Itoa(int(tickClaimTTL / time.Second)), strconv.Itoa(int(runClaimTTL / time.Second))}).AsStrSlice()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pushdesk/pushdesk/app/broadcast"
 	"github.com/pushdesk/pushdesk/app/frames"
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/models"
@@ -57,13 +56,13 @@ func (s *Service) deliverCollapsed(ctx context.Context, m models.Message, recoun
 		}
 		incr = "0"
 	}
-	reply, err := deliverScript.Exec(ctx, s.Redis, deliverKeys([]string{broadcast.KeyGen}, m.ToUID), deliverArgs(nil, m.Kind, incr, "-1", m.ID)).ToArray()
+	reply, err := deliverScript.Exec(ctx, s.Redis, deliverKeys(s.firstKeys(1), m.ToUID), deliverArgs(nil, m.Kind, incr, "-1", m.ID)).ToArray()
 	if err != nil || len(reply) != 1 { // it may or may not have run: rebuild; the row is stored, so a replay shows it
 		s.undoCounts(ctx, uids, ids)
 		s.Log.Warn("push failed", "uid", m.ToUID, "err", err, "replies", len(reply))
 		return nil
 	}
-	online, counted, err := s.pushCounts(ctx, m.ToUID, []hub.Frame{frames.Message(&row, false)}, reply[0], true)
+	online, counted, err := s.pushCounts(ctx, m.ToUID, []hub.Frame{frames.Message(&row, false)}, reply[0], true, s.genReader(ctx))
 	if online {
 		s.Metrics.PushLatency.Observe(time.Since(m.UpdatedAt).Seconds())
 	}

@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/pushdesk/pushdesk/app/cluster"
 	"github.com/pushdesk/pushdesk/app/frames"
 	"github.com/pushdesk/pushdesk/internal/luascript"
+	"github.com/pushdesk/pushdesk/internal/rkey"
 	"github.com/redis/rueidis"
 )
 
@@ -45,6 +45,12 @@ const unreadTTL = 24 * 3600
 // unread, uconn, broadcast unread, version, in flight, repushed
 // (deliverKeys). ARGV:
 // per message kind, incr, mode, id (deliverArgs).
+//
+// On a cluster a call holds the messages of one slot (rkey.Runs) and
+// leaves the generation out of KEYS (it lives in another slot): the
+// script then replies -1 for it and the caller reads it after the script
+// (genReader), which can only make cached counts look stale, never
+// current when they are not.
 var deliverScript = script(luaDeliver, fnNow, fnMark, fnBump)
 
 // versionTTL is how long a user's version key lives.
@@ -56,9 +62,43 @@ const versionTTL = 24 * time.Hour
 const scriptRun = 128
 
 // deliverKeys appends message's keys for deliverScript (after the shared
-// first key).
+// first key, if any: firstKeys).
 func deliverKeys(keys []string, uid uint64) []string {
 	return append(keys, keyUnread(uid), cluster.KeyUserConns(uid), broadcast.KeyUnread(uid), keyUnreadVersion(uid), keyInFlight(uid), keyRepushed(uid))
+}
+
+// firstKeys is the shared first key of a deliverScript call: the
+// broadcast generation, on a single Redis only (see deliverScript).
+func (s *Service) firstKeys(n int) []string {
+	if s.cluster() {
+		return make([]string, 0, 6*n)
+	}
+	return append(make([]string, 0, 1+6*n), broadcast.KeyGen)
+}
+
+// cluster reports whether Redis is a cluster: scripts then take the keys
+// of one slot each.
+func (s *Service) cluster() bool { return s.Redis.Mode() == rueidis.ClientModeCluster }
+
+// genReader returns a func that reads the broadcast generation once, on
+// its first call, for deliverScript replies that left it out (-1). It is
+// called after the scripts ran, so a broadcast sent before them is seen.
+// A failed read answers -2, which matches no cached counts.
+func (s *Service) genReader(ctx context.Context) func() int64 {
+	var gen *int64
+	return func() int64 {
+		if gen == nil {
+			g, err := s.Redis.Do(ctx, s.Redis.B().Get().Key(broadcast.KeyGen).Build()).AsInt64()
+			if rueidis.IsRedisNil(err) {
+				g, err = 0, nil
+			}
+			if err != nil {
+				g = -2
+			}
+			gen = &g
+		}
+		return *gen
+	}
 }
 
 // deliverArgs appends a message's arguments for deliverScript.
@@ -159,14 +199,15 @@ func (s *Service) clearInFlight(ctx context.Context, uids, msgIDs []uint64) map[
 		byUser[u] = append(byUser[u], u64(msgIDs[i]))
 	}
 	var execs []rueidis.LuaExec
-	for run := range slices.Chunk(order, scriptRun) {
+	for _, run := range rkey.Runs(len(order), scriptRun, s.cluster(), func(i int) string { return keyInFlight(order[i]) }) {
 		e := rueidis.LuaExec{Keys: make([]string, 0, 3*len(run)), Args: make([]string, 0, 2*len(run))}
-		for _, u := range run {
+		for _, i := range run {
+			u := order[i]
 			e.Keys = append(e.Keys, keyInFlight(u), keyUnreadVersion(u), keyReadLate(u))
 			e.Args = append(e.Args, strconv.Itoa(len(byUser[u])))
 		}
-		for _, u := range run {
-			e.Args = append(e.Args, byUser[u]...)
+		for _, i := range run {
+			e.Args = append(e.Args, byUser[order[i]]...)
 		}
 		execs = append(execs, e)
 	}
@@ -234,7 +275,8 @@ func (s *Service) markLate(ctx context.Context, late map[uint64][]uint64) {
 	}
 }
 
-// clearScript clears marks of several users. KEYS: per user in flight,
+// clearScript clears marks of several users (of one slot, on a cluster:
+// see clearInFlight). KEYS: per user in flight,
 // version, late reads. ARGV: per user how many ids, then the users' ids in
 // that order. It returns the ids found among the user's late reads.
 var clearScript = script(luaClear, fnBump)

@@ -20,6 +20,7 @@ import (
 	"github.com/pushdesk/pushdesk/app/hub"
 	"github.com/pushdesk/pushdesk/app/ids"
 	"github.com/pushdesk/pushdesk/internal/luascript"
+	"github.com/pushdesk/pushdesk/internal/rkey"
 	"github.com/pushdesk/pushdesk/models"
 	"github.com/redis/rueidis"
 )
@@ -207,30 +208,34 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 	for i := range rows {
 		uids[i], ids[i] = rows[i].ToUID, rows[i].ID
 	}
-	var execs []rueidis.LuaExec
-	for run := range slices.Chunk(rows, scriptRun) {
-		e := rueidis.LuaExec{Keys: make([]string, 1, 1+6*len(run)), Args: make([]string, 0, 4*len(run))}
-		e.Keys[0] = broadcast.KeyGen
-		for i := range run {
-			e.Keys = deliverKeys(e.Keys, run[i].ToUID)
-			e.Args = deliverArgs(e.Args, run[i].Kind, incr, "1", run[i].ID)
+	// A run is one script call: up to scriptRun messages, of one slot on
+	// a cluster; a user's messages stay in order either way.
+	runs := rkey.Runs(len(rows), scriptRun, s.cluster(), func(i int) string { return keyUnread(rows[i].ToUID) })
+	execs := make([]rueidis.LuaExec, len(runs))
+	for r, run := range runs {
+		e := rueidis.LuaExec{Keys: s.firstKeys(len(run)), Args: make([]string, 0, 4*len(run))}
+		for _, i := range run {
+			e.Keys = deliverKeys(e.Keys, rows[i].ToUID)
+			e.Args = deliverArgs(e.Args, rows[i].Kind, incr, "1", rows[i].ID)
 		}
-		execs = append(execs, e)
+		execs[r] = e
 	}
-	replies := make([]rueidis.RedisMessage, 0, len(rows))
-	for _, r := range deliverScript.ExecMulti(ctx, s.Redis, execs...) {
-		part, err := r.ToArray()
+	replies := make([]rueidis.RedisMessage, len(rows))
+	for r, res := range deliverScript.ExecMulti(ctx, s.Redis, execs...) {
+		part, err := res.ToArray()
+		if err == nil && len(part) != len(runs[r]) {
+			err = fmt.Errorf("%d replies for %d messages", len(part), len(runs[r]))
+		}
 		if err != nil {
 			// Some scripts may have run (a timeout, say): undo for all.
 			s.undoCounts(ctx, uids, ids)
 			return fmt.Errorf("count deliveries: %w", err)
 		}
-		replies = append(replies, part...)
+		for j, i := range runs[r] {
+			replies[i] = part[j]
+		}
 	}
-	if len(replies) != len(rows) {
-		s.undoCounts(ctx, uids, ids)
-		return fmt.Errorf("count deliveries: %d replies for %d messages", len(replies), len(rows))
-	}
+	gen := s.genReader(ctx)
 	var stale []uint64 // online users whose new counts are sent after the commit
 	for i := range rows {
 		push := []hub.Frame{frames.Message(&rows[i], false)}
@@ -240,7 +245,7 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 			// sends the counts, not the message a third time.
 			push = nil
 		}
-		online, counted, err := s.pushCounts(ctx, rows[i].ToUID, push, replies[i], !recount)
+		online, counted, err := s.pushCounts(ctx, rows[i].ToUID, push, replies[i], !recount, gen)
 		if err != nil {
 			s.Log.Warn("push failed", "uid", rows[i].ToUID, "err", err)
 		}
@@ -312,8 +317,9 @@ func (s *Service) Deliver(ctx context.Context, ds []*Delivery, recount bool) err
 
 // pushCounts pushes out (if any) and then, withCounts, the user's new
 // counts after the deliver script ran. online reports whether the user
-// had any connection, counted whether an unread frame went out.
-func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, reply rueidis.RedisMessage, withCounts bool) (online, counted bool, err error) {
+// had any connection, counted whether an unread frame went out. gen reads
+// the broadcast generation when the reply leaves it out (genReader).
+func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, reply rueidis.RedisMessage, withCounts bool, readGen func() int64) (online, counted bool, err error) {
 	parts, err := reply.ToArray()
 	if err != nil || len(parts) != 5 {
 		return false, false, fmt.Errorf("deliver script for %d: %v", uid, err)
@@ -324,6 +330,9 @@ func (s *Service) pushCounts(ctx context.Context, uid uint64, out []hub.Frame, r
 	}
 	if u, ok := unreadFromReply(parts[0]); withCounts && ok {
 		gen, _ := parts[3].AsInt64()
+		if gen == -1 {
+			gen = readGen()
+		}
 		bgen, nb := int64(-1), 0
 		_ = luascript.IntPairs(parts[2], func(k string, v int64) {
 			if nb++; k == broadcast.FieldGen {

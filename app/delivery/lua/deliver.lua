@@ -1,7 +1,8 @@
 local gen
+local base = #KEYS % 6 -- 1: KEYS[1] is the broadcast generation; 0: the caller reads it (a cluster)
 local out = {}
 for r = 0, #ARGV / 4 - 1 do
-  local k, a = 1 + r * 6, r * 4
+  local k, a = base + r * 6, r * 4
   local unread, uconn, bunread, version, flying, repushed = KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6]
   local kind, incr, mode, id = ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
   local o = {{}, {}, {}, 0, 0}
@@ -40,7 +41,7 @@ for r = 0, #ARGV / 4 - 1 do
   o[2] = redis.call('HGETALL', uconn)
   if #o[2] > 0 then
     o[3] = redis.call('HGETALL', bunread)
-    if gen == nil then gen = tonumber(redis.call('GET', KEYS[1]) or '0') end
+    if gen == nil then gen = base == 1 and tonumber(redis.call('GET', KEYS[1]) or '0') or -1 end
     o[4] = gen
   end
   out[#out + 1] = o
