@@ -44,9 +44,24 @@ func connInfo(c *hub.Client, at time.Time) string {
 	return fmt.Sprintf("%d|%s|%s|%d", c.UID, c.Role, c.Transport, at.UnixMilli())
 }
 
+// On a single Redis, a connection is recorded (and removed) in the
+// user's uconn, the instance's iconn and pd:online by one script. On a
+// cluster those are three slots: iconn is written first (its HSETNX or
+// HDEL is what makes a repeat a no-op), then the user's script, then
+// pd:online. A process that dies between the steps can leave pd:online
+// (a count for /internal/v1/stats) one off; routing is kept by the sweep,
+// which works from iconn.
+
 func (s *Service) Register(ctx context.Context, c *hub.Client) error {
-	return registerScript.Exec(ctx, s.Redis, []string{KeyUserConns(c.UID), keyInstanceConns(s.Instance), keyOnline},
-		[]string{s.Instance, c.ConnID, connInfo(c, time.Now())}).Error()
+	args := []string{s.Instance, c.ConnID, connInfo(c, time.Now())}
+	if !s.Sharded() {
+		return registerScript.Exec(ctx, s.Redis, []string{KeyUserConns(c.UID), keyInstanceConns(s.Instance), keyOnline}, args).Error()
+	}
+	n, err := s.Redis.Do(ctx, s.Redis.B().Hsetnx().Key(keyInstanceConns(s.Instance)).Field(c.ConnID).Value(args[2]).Build()).AsInt64()
+	if err != nil || n == 0 {
+		return err
+	}
+	return s.countOnline(ctx, registerScript.Exec(ctx, s.Redis, []string{KeyUserConns(c.UID)}, args), 1)
 }
 
 func (s *Service) Unregister(ctx context.Context, c *hub.Client) error {
@@ -54,8 +69,28 @@ func (s *Service) Unregister(ctx context.Context, c *hub.Client) error {
 }
 
 func (s *Service) unregisterID(ctx context.Context, uid uint64, connID string) error {
-	return unregisterScript.Exec(ctx, s.Redis, []string{KeyUserConns(uid), keyInstanceConns(s.Instance), keyOnline},
-		[]string{s.Instance, connID}).Error()
+	args := []string{s.Instance, connID}
+	if !s.Sharded() {
+		return unregisterScript.Exec(ctx, s.Redis, []string{KeyUserConns(uid), keyInstanceConns(s.Instance), keyOnline}, args).Error()
+	}
+	n, err := s.Redis.Do(ctx, s.Redis.B().Hdel().Key(keyInstanceConns(s.Instance)).Field(connID).Build()).AsInt64()
+	if err != nil || n == 0 {
+		return err
+	}
+	return s.countOnline(ctx, unregisterScript.Exec(ctx, s.Redis, []string{KeyUserConns(uid)}, args), -1)
+}
+
+// countOnline adds by to pd:online when a cluster's register or
+// unregister script says the user came online or went offline.
+func (s *Service) countOnline(ctx context.Context, r rueidis.RedisResult, by int64) error {
+	reply, err := r.AsIntSlice()
+	if err != nil {
+		return err
+	}
+	if len(reply) == 2 && reply[1] == 1 {
+		return s.Redis.Do(ctx, s.Redis.B().Incrby().Key(keyOnline).Increment(by).Build()).Error()
+	}
+	return nil
 }
 
 // announce registers the instance and its liveness at start.
@@ -257,15 +292,27 @@ func (s *Service) sweep(ctx context.Context, inst string) error {
 		for i := 0; i+1 < len(e.Elements); i += 2 {
 			f := strings.Split(e.Elements[i+1], "|")
 			uid, _ := strconv.ParseUint(f[0], 10, 64)
-			execs = append(execs, rueidis.LuaExec{Keys: []string{KeyUserConns(uid), keyOnline}, Args: []string{inst}})
+			keys := []string{KeyUserConns(uid), keyOnline}
+			if s.Sharded() {
+				keys = keys[:1] // pd:online is in another slot: counted below
+			}
+			execs = append(execs, rueidis.LuaExec{Keys: keys, Args: []string{inst}})
 			if inst != s.Instance && len(f) >= 3 {
 				s.LogConn(models.ConnEvent{UID: uid, ConnID: e.Elements[i], InstanceID: inst, Transport: f[2], Role: f[1], Event: "lost", At: now})
 			}
 		}
 		if len(execs) > 0 {
+			var offline int64
 			for _, r := range sweepUserScript.ExecMulti(ctx, s.Redis, execs...) {
-				if err := r.Error(); err != nil {
+				n, err := r.AsInt64()
+				if err != nil {
 					return fmt.Errorf("drop %s from its users: %w", inst, err)
+				}
+				offline += n
+			}
+			if s.Sharded() && offline > 0 {
+				if err := s.Redis.Do(ctx, s.Redis.B().Decrby().Key(keyOnline).Decrement(offline).Build()).Error(); err != nil {
+					return fmt.Errorf("count %s's users offline: %w", inst, err)
 				}
 			}
 		}

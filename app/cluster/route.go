@@ -47,7 +47,7 @@ func (s *Service) Route(ctx context.Context, uid uint64, inst rueidis.RedisMessa
 		if payload == nil {
 			payload = EncodeEnvelope(uid, frames)
 		}
-		heard, err := s.Redis.Do(ctx, s.Redis.B().Publish().Channel(keyInstanceChannel(id)).Message(rueidis.BinaryString(payload)).Build()).AsInt64()
+		heard, err := s.publish(ctx, keyInstanceChannel(id), payload).AsInt64()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("publish to instance %s: %w", id, err))
 		} else if heard == 0 {
@@ -135,7 +135,7 @@ func (s *Service) republishOnce(ctx context.Context, inst string, uid uint64, fr
 	if len(out) == 0 {
 		return false, fmt.Errorf("nothing left to push to %d", uid) // counts only, and unreadable now
 	}
-	n, err := s.Redis.Do(ctx, s.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(EncodeEnvelope(uid, out))).Build()).AsInt64()
+	n, err := s.publish(ctx, keyInstanceChannel(inst), EncodeEnvelope(uid, out)).AsInt64()
 	return n > 0, err
 }
 
@@ -204,32 +204,50 @@ func DecodeEnvelope(b []byte) (uint64, []hub.Frame, error) {
 	return uid, out, nil
 }
 
-// listen receives this instance's channel until Close, resubscribing after
-// a Redis failure. Pub/sub is at-most-once: what is lost while it is down
-// reaches the user from MySQL on the next sync or reconnect.
+// Sharded reports whether Redis is a cluster. The instance channels and
+// pd:wake are then sharded channels (SPUBLISH/SSUBSCRIBE, Redis 7.0+):
+// each is carried only by the shard that owns its slot, where a plain
+// PUBLISH would be copied to every node and would count only the
+// receivers connected to the node it was sent to. Registry scripts then
+// take one slot's keys each (registry.go).
+func (s *Service) Sharded() bool { return s.Redis.Mode() == rueidis.ClientModeCluster }
+
+// publish sends msg on ch: SPUBLISH on a cluster, PUBLISH on a single
+// Redis. Either answers how many subscribers heard it.
+func (s *Service) publish(ctx context.Context, ch string, msg []byte) rueidis.RedisResult {
+	if s.Sharded() {
+		return s.Redis.Do(ctx, s.Redis.B().Spublish().Channel(ch).Message(rueidis.BinaryString(msg)).Build())
+	}
+	return s.Redis.Do(ctx, s.Redis.B().Publish().Channel(ch).Message(rueidis.BinaryString(msg)).Build())
+}
+
+// listen receives this instance's channel and pd:wake until Close. On a
+// cluster the two are sharded channels in different slots, so each has a
+// subscription (and a loop) of its own; on a single Redis one SUBSCRIBE
+// takes both.
 func (s *Service) listen() {
 	defer s.wg.Done()
 	ch := keyInstanceChannel(s.Instance)
+	if !s.Sharded() {
+		s.receive(func() rueidis.Completed { return s.Redis.B().Subscribe().Channel(ch, keyWakeChannel).Build() })
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.receive(func() rueidis.Completed { return s.Redis.B().Ssubscribe().Channel(keyWakeChannel).Build() })
+	}()
+	s.receive(func() rueidis.Completed { return s.Redis.B().Ssubscribe().Channel(ch).Build() })
+}
+
+// receive subscribes with sub() until Close, subscribing again after a
+// Redis failure (on a cluster: a failover or a slot moved, after which
+// rueidis finds the channel's new shard). Pub/sub is at-most-once: what is
+// lost while it is down reaches the user from MySQL on the next sync or
+// reconnect.
+func (s *Service) receive(sub func() rueidis.Completed) {
 	for s.ctx.Err() == nil {
-		err := s.Redis.Receive(s.ctx, s.Redis.B().Subscribe().Channel(ch, keyWakeChannel).Build(), func(m rueidis.PubSubMessage) {
-			if m.Channel == keyWakeChannel {
-				if s.Wake != nil {
-					s.Wake()
-				}
-				return
-			}
-			msg := []byte(m.Message)
-			if rest, ok := bytes.CutPrefix(msg, broadcastPrefix); ok { // a broadcast: fan out off the pipeline
-				go s.Broadcast(rest)
-				return
-			}
-			uid, frames, err := DecodeEnvelope(msg)
-			if err != nil {
-				s.Log.Warn("drop malformed envelope", "err", err)
-				return
-			}
-			s.deliverLocal(uid, frames) // only queues: never blocks the pipeline
-		})
+		err := s.Redis.Receive(s.ctx, sub(), s.onMessage)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -241,6 +259,27 @@ func (s *Service) listen() {
 	}
 }
 
+// onMessage runs on rueidis's pipeline goroutine: it only hands on.
+func (s *Service) onMessage(m rueidis.PubSubMessage) {
+	if m.Channel == keyWakeChannel {
+		if s.Wake != nil {
+			s.Wake()
+		}
+		return
+	}
+	msg := []byte(m.Message)
+	if rest, ok := bytes.CutPrefix(msg, broadcastPrefix); ok { // a broadcast: fan out off the pipeline
+		go s.Broadcast(rest)
+		return
+	}
+	uid, frames, err := DecodeEnvelope(msg)
+	if err != nil {
+		s.Log.Warn("drop malformed envelope", "err", err)
+		return
+	}
+	s.deliverLocal(uid, frames) // only queues: never blocks the pipeline
+}
+
 // broadcastPrefix starts a broadcast's envelope on an instance channel.
 var broadcastPrefix = []byte("B\n")
 
@@ -248,7 +287,7 @@ var broadcastPrefix = []byte("B\n")
 // inst, whose Deps.Broadcast receives it.
 func (s *Service) PublishBroadcast(ctx context.Context, inst string, envelope []byte) error {
 	msg := append(append([]byte(nil), broadcastPrefix...), envelope...)
-	return s.Redis.Do(ctx, s.Redis.B().Publish().Channel(keyInstanceChannel(inst)).Message(rueidis.BinaryString(msg)).Build()).Error()
+	return s.publish(ctx, keyInstanceChannel(inst), msg).Error()
 }
 
 // PublishWake tells the worker loops of every process that fast work was
@@ -258,7 +297,7 @@ func (s *Service) PublishBroadcast(ctx context.Context, inst string, envelope []
 func (s *Service) PublishWake() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := s.Redis.Do(ctx, s.Redis.B().Publish().Channel(keyWakeChannel).Message("1").Build()).Error(); err != nil {
+	if err := s.publish(ctx, keyWakeChannel, []byte("1")).Error(); err != nil {
 		s.Log.Warn("publish wake", "err", err)
 	}
 }
