@@ -165,3 +165,27 @@ func TestWakeHookPassesOtherCommandsThrough(t *testing.T) {
 		t.Fatalf("%d waits", n)
 	}
 }
+
+// On a Redis Cluster asynq's client is a go-redis ClusterClient: the hook
+// still sees the dequeue script (its keys are all in the {fast} slot) and
+// the loop waits, and a wake still runs the task.
+func TestWakeOnARedisCluster(t *testing.T) {
+	opt, err := RedisOpt(testsvc.StartRedisCluster(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := opt.(asynq.RedisClusterClientOpt); !ok {
+		t.Fatalf("RedisOpt(cluster URL) = %T, want asynq.RedisClusterClientOpt", opt)
+	}
+	w, got := fastLoop(t, opt)
+	enqueuePing(t, opt, "on a cluster")
+	w.Waker().Wake()
+	select {
+	case p := <-got:
+		if p != "on a cluster" {
+			t.Fatalf("ran %q", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a woken loop on a cluster did not take the task")
+	}
+}
