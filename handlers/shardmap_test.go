@@ -33,7 +33,7 @@ func TestShardMapAcrossTwoServers(t *testing.T) {
 		c.RedisURL, c.MySQLDSN, c.MySQLShards, c.RunWorkers = testsvc.Redis(t), mainDSN, shardMap, true
 	})
 	base := "http://" + s.Addr()
-	db1, db2 := openSQL(t, mainDSN), openSQL(t, secondDSN)
+	db1, db2 := testsvc.OpenDB(t, mainDSN), testsvc.OpenDB(t, secondDSN)
 	u1, u2 := newUID(), newUID()
 	for u1%models.ShardCount >= 64 {
 		u1 = newUID()
@@ -179,14 +179,4 @@ func migrateWithShards(t *testing.T, mainDSN, shardMap string) {
 	if _, err := migrations.RunSharded(ctx, db, shards); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func openSQL(t *testing.T, dsn string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }

@@ -32,28 +32,18 @@ func startClusterDeployment(t *testing.T, shardMap bool) *clusterDeployment {
 	d := &clusterDeployment{redis: testsvc.StartRedisCluster(t)}
 	mainDSN := freshDatabase(t, "pushdesk_rcluster")
 	env := []instanceOpt{chatEnv, func(env []string) []string { return append(env, "PUSHDESK_ADMIN_PASSWORD=pw") }}
-	d.main = openDB(t, mainDSN)
+	d.main = testsvc.OpenDB(t, mainDSN)
 	if shardMap {
 		second := testsvc.StartMariaDB(t)
 		secondDSN := second.Database("pushdesk_rcluster")
 		m := fmt.Sprintf("0-63=%s;64-127=%s", mainDSN, secondDSN)
 		env = append(env, func(env []string) []string { return append(env, "PUSHDESK_MYSQL_SHARDS="+m) })
-		d.shrd = openDB(t, secondDSN)
+		d.shrd = testsvc.OpenDB(t, secondDSN)
 	}
 	// One after the other: each migrates at start.
 	d.i1 = startInstance(t, "rc1", d.redis.URL(), mainDSN, env...)
 	d.i2 = startInstance(t, "rc2", d.redis.URL(), mainDSN, env...)
 	return d
-}
-
-func openDB(t *testing.T, dsn string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 // serverOf is the database holding uid's shard table.

@@ -8,8 +8,9 @@
 //     one slot;
 //   - per instance: pd:{i<instance>}:<name> (its connections, alive key,
 //     stats);
-//   - the chat's keys share pd:{chat}: (package chat) and asynq's their
-//     queue's tag (asynq:{fast}:…).
+//   - the chat's keys share pd:{chat}: (package chat); asynq tags its
+//     own keys per queue (its layout, not ours: jobs/wake.go is the one
+//     place that names them, docs/architecture.md "The one exception").
 //
 // Keys of more than one user or instance are never in one script on a
 // cluster: Runs splits a batch by slot. On a single Redis every key is in

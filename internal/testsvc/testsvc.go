@@ -173,3 +173,15 @@ func Database(tb testing.TB, prefix string) string {
 	tb.Cleanup(drop)
 	return dsn
 }
+
+// OpenDB opens dsn for tb's checks of what landed in MySQL, closed when
+// tb ends.
+func OpenDB(tb testing.TB, dsn string) *sql.DB {
+	tb.Helper()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
